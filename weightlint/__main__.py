@@ -1,0 +1,5 @@
+import sys
+
+from weightlint.cli import main
+
+sys.exit(main())

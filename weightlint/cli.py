@@ -1,0 +1,230 @@
+"""The command line: ``weightlint PATH...`` (short for ``weightlint check``), ``demo``, ``rules``,
+``explain``. Exit codes are pytest's (see :class:`weightlint.ExitCode`).
+
+Only argparse is imported at start-up; torch and the rules load when a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from typing import Sequence
+
+from weightlint._version import __version__
+from weightlint.exitcodes import ExitCode
+
+COMMANDS = ("check", "demo", "rules", "explain")
+FORMATS = ("text", "json")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage; pytest's convention (and ours) is 4."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.USAGE_ERROR), f"{self.prog}: error: {message}\n")
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.add_argument("--fail-on", choices=("info", "warning", "error"), default="error",
+                        help="exit 1 when a finding is at or above this severity (default: error)")
+    parser.add_argument("--exit-zero", action="store_true",
+                        help="exit 0 even with findings (usage and internal errors still exit 4 and 3)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto = cuda when available)")
+    parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
+                        help="load plugin module NAME; -p no:NAME disables a plugin or rule (code or name)")
+    parser.add_argument("--select", action="append", metavar="CODES",
+                        help="only these rules: codes, code prefixes (WL1) or names, comma-separated")
+    parser.add_argument("--extend-select", action="append", metavar="CODES", help="add rules to the selection")
+    parser.add_argument("--ignore", action="append", metavar="CODES", help="skip these rules")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no header and no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also list tensors without findings")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the text output (auto: on a terminal, unless NO_COLOR is set)")
+    parser.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="weightlint", description="A pytest-style health linter for neural-network weights.",
+                     epilog="`weightlint PATH...` is short for `weightlint check PATH...`. "
+                            "Exit codes: 0 ok, 1 findings, 2 interrupted, 3 internal error, 4 usage error, "
+                            "5 no tensors found.")
+    parser.add_argument("-V", "--version", action="version", version=f"weightlint {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    check = commands.add_parser("check", help="lint checkpoints (files or folders)")
+    check.add_argument("paths", nargs="*", default=["."], help="checkpoint files or model folders (default: .)")
+    _add_check_options(check)
+    demo = commands.add_parser("demo", help="write a small GPT-2-shaped checkpoint with planted defects and lint it")
+    demo.add_argument("--dir", help="where to write the demo checkpoint (default: a new temporary folder)")
+    _add_check_options(demo)
+    rules = commands.add_parser("rules", help="list every rule")
+    rules.add_argument("--format", choices=FORMATS, default="text")
+    rules.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME")
+    explain = commands.add_parser("explain", help="print a rule's documentation")
+    explain.add_argument("code", help="rule code (WL101) or name (ill-conditioned)")
+    explain.add_argument("--format", choices=FORMATS, default="text")
+    explain.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME")
+    return parser
+
+
+def _normalize(argv: list[str]) -> list[str]:
+    if not argv or argv[0] in ("-h", "--help", "-V", "--version") or argv[0] in COMMANDS:
+        return argv if argv else ["check"]
+    return ["check", *argv]
+
+
+def _use_color(choice: str, stream) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+def _config(args):
+    from weightlint.config import Config
+    from weightlint.finding import Severity
+
+    config = Config(fail_on=Severity.parse(args.fail_on), device=args.device, plugins=list(args.plugins),
+                    exit_zero=args.exit_zero)
+    if args.select:
+        config.select = _split(args.select)
+    config.extend_select = _split(args.extend_select)
+    config.ignore = _split(args.ignore)
+    return config
+
+
+class _Progress:
+    """A tqdm bar on stderr for terminals; nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def __call__(self, record, position: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="tensor", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar.n = position
+        self.bar.set_postfix_str(record.name[-40:] if record is not None else "", refresh=True)
+        if record is None:
+            self.bar.close()
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def run_check(args, targets: Sequence[str]) -> int:
+    from weightlint.reporters import render
+    from weightlint.runner import Session
+
+    config = _config(args)
+    progress = _Progress(enabled=not args.quiet and args.format == "text" and sys.stderr.isatty())
+    report = Session(list(targets), config, progress=progress).run()
+    to_terminal = args.output is None
+    text = render(report, args.format, color=to_terminal and _use_color(args.color, sys.stdout),
+                  verbose=args.verbose, quiet=args.quiet)
+    _write(text, args.output)
+    if report.interrupted:
+        print("!!! interrupted: the report covers the tensors checked so far !!!", file=sys.stderr)
+    return int(report.exit_code)
+
+
+def run_demo(args) -> int:
+    from weightlint.demo import write_demo_checkpoint
+
+    folder = write_demo_checkpoint(args.dir)
+    print(f"wrote a GPT-2-shaped demo checkpoint with planted defects to {folder}\n", file=sys.stderr)
+    code = run_check(args, [folder])
+    print(f"\nweightlint {folder} exits {code} on this checkpoint; the demo itself exits 0."
+          f" Try: weightlint {folder} --format json", file=sys.stderr)
+    return 0 if code in (ExitCode.OK, ExitCode.FINDINGS) else code
+
+
+def _all_rules(plugins):
+    from weightlint.plugins import build_plugin_manager, collect_rules
+
+    return collect_rules(build_plugin_manager(plugins))
+
+
+def run_rules(args) -> int:
+    rules = _all_rules(args.plugins)
+    if args.format == "json":
+        print(json.dumps([rule.to_dict() for rule in rules.values()], indent=2))
+        return 0
+    for rule in rules.values():
+        thresholds = ", ".join(f"{k}={v}" for k, v in rule.thresholds.items())
+        print(f"{rule.code}  {rule.name:<22} {str(rule.severity):<8} {rule.summary}"
+              + (f" [{thresholds}]" if thresholds else ""))
+    return 0
+
+
+def run_explain(args) -> int:
+    rules = _all_rules(args.plugins)
+    wanted = args.code.strip()
+    rule = rules.get(wanted.upper()) or next((r for r in rules.values() if r.name == wanted.lower()), None)
+    if rule is None:
+        names = list(rules) + [r.name for r in rules.values()]
+        close = difflib.get_close_matches(wanted.upper() if wanted.upper().startswith("WL") else wanted.lower(),
+                                          names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `weightlint rules` lists them"
+        print(f"weightlint explain: unknown rule {wanted!r}{hint}", file=sys.stderr)
+        return int(ExitCode.USAGE_ERROR)
+    if args.format == "json":
+        print(json.dumps(rule.to_dict(), indent=2))
+    else:
+        print(rule.documentation(), end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(_normalize(list(sys.argv[1:] if argv is None else argv)))
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("!!! interrupted !!!", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, the right code
+        return _handle_error(error, getattr(args, "traceback", False))
+
+
+def _dispatch(args) -> int:
+    if args.command == "demo":
+        return run_demo(args)
+    if args.command == "rules":
+        return run_rules(args)
+    if args.command == "explain":
+        return run_explain(args)
+    return run_check(args, args.paths)
+
+
+def _handle_error(error: Exception, show_traceback: bool) -> int:
+    from weightlint.plugins import PluginError
+    from weightlint.runner import UsageError
+
+    if isinstance(error, (UsageError, PluginError)):
+        print(f"weightlint: error: {error}", file=sys.stderr)
+        return int(ExitCode.USAGE_ERROR)
+    if show_traceback:
+        import traceback
+
+        traceback.print_exception(error)
+    print(f"weightlint: INTERNAL ERROR: {type(error).__name__}: {error}"
+          + ("" if show_traceback else " (run with --traceback for details)"), file=sys.stderr)
+    return int(ExitCode.INTERNAL_ERROR)

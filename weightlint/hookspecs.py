@@ -1,0 +1,54 @@
+"""The hooks a weightlint plugin can implement. Built-in rules use exactly these.
+
+A plugin is a module (or object) with functions named after these hooks and marked with
+``@weightlint.hookimpl``. Third-party plugins register under the ``weightlint`` entry-point
+group; ``-p module`` loads one for a run and ``-p no:NAME`` blocks one.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("weightlint")
+hookimpl = pluggy.HookimplMarker("weightlint")
+
+
+@hookspec
+def weightlint_rules():
+    """Declare the rules this plugin provides.
+
+    :return: a list of :class:`weightlint.Rule`. Declared rules appear in ``weightlint rules``,
+        ``weightlint explain`` and the reports, and can be selected, ignored and configured.
+    """
+
+
+@hookspec
+def weightlint_check_tensor(tensor, stats, context):
+    """Check one tensor, as the stream passes it.
+
+    :param tensor: the :class:`weightlint.TensorRecord` (name, shape, dtype, file).
+    :param stats: the tensor's :class:`weightlint.TensorStats`, shared by every rule: ask it for
+        statistics instead of computing them, so that each is computed once.
+    :param context: the :class:`weightlint.CheckContext`; ``context.options(RULE)`` gives the
+        rule's thresholds, or ``None`` when the rule is not selected for this tensor.
+    :return: a finding, a list of findings, or ``None``.
+    """
+
+
+@hookspec
+def weightlint_check_model(model, context):
+    """Check the whole model once every tensor has streamed past.
+
+    :param model: the :class:`weightlint.ModelView`: every record and the statistics that were
+        computed for it (the tensor data itself is gone).
+    :return: a list of findings or ``None``.
+    """
+
+
+@hookspec
+def weightlint_file_problem(problem, context):
+    """Turn a problem with a file (unreadable, unsafe pickle, broken index) into findings.
+
+    :param problem: a :class:`weightlint.sources.Problem`.
+    :return: a list of findings or ``None``.
+    """

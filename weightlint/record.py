@@ -1,0 +1,83 @@
+"""The unit that flows from sources to rules: one tensor, described, loaded on demand."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+# Buffers that are tensors in a state dict but not trained weights.
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "position_ids", "attention_mask")
+# Hugging Face ``Conv1D`` stores its weight as (in_features, out_features): GPT-2 family names.
+_CONV1D_NAME = re.compile(r"(^|\.)(c_attn|c_proj|c_fc|q_attn)\.weight$")
+
+
+@dataclass
+class TensorRecord:
+    """One tensor of a checkpoint. ``load()`` materializes it; nothing else touches the data."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    file: str
+    load: Callable[[], torch.Tensor] = field(repr=False)
+    format: str = "unknown"
+    layout: str | None = None  # "out_in" or "in_out"; None: guess from the name
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_floating(self) -> bool:
+        return self.dtype.is_floating_point or self.dtype.is_complex
+
+    @property
+    def is_buffer(self) -> bool:
+        leaf = self.name.rsplit(".", 1)[-1]
+        return leaf in _BUFFER_SUFFIXES
+
+    @property
+    def is_judged(self) -> bool:
+        """Numeric rules judge floating-point, non-buffer, non-empty tensors only."""
+        return self.is_floating and not self.dtype.is_complex and not self.is_buffer and self.numel > 0
+
+    @property
+    def is_matrix(self) -> bool:
+        """A weight matrix (Linear, Conv, Embedding …): judged and at least 2-D with both sides > 1."""
+        return self.is_judged and self.ndim >= 2 and self.shape[0] > 1 and self.numel // self.shape[0] > 1
+
+    @property
+    def is_in_out(self) -> bool:
+        """True when the stored matrix is (in, out), as Hugging Face ``Conv1D`` keeps it."""
+        if self.layout is not None:
+            return self.layout == "in_out"
+        return self.ndim == 2 and bool(_CONV1D_NAME.search(self.name))
+
+    @property
+    def matrix_shape(self) -> tuple[int, int]:
+        """(outputs, inputs) of the matrix view: conv kernels as out × in·kh·kw."""
+        rows, cols = self.shape[0], self.numel // max(self.shape[0], 1)
+        return (cols, rows) if self.is_in_out else (rows, cols)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.shape),
+            "dtype": self.dtype_name,
+            "file": self.file,
+            "parameters": self.numel,
+            "judged": self.is_judged,
+            **({"layout": "in_out"} if self.is_matrix and self.is_in_out else {}),
+        }

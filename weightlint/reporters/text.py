@@ -1,0 +1,87 @@
+"""Text output in the pytest manner: a header, findings grouped by tensor, a closing line."""
+
+from __future__ import annotations
+
+import shutil
+from itertools import groupby
+
+from weightlint._version import __version__
+from weightlint.finding import Severity
+
+_COLORS = {Severity.ERROR: "31;1", Severity.WARNING: "33;1", Severity.INFO: "36"}
+
+
+def human_count(count: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return str(count)
+
+
+def closing_line(report) -> str:
+    counts = report.counts()
+    words = {"error": "errors", "warning": "warnings", "info": "info"}
+    parts = [f"{n} {word if n == 1 else words[word]}" for word, n in counts.items() if n]
+    text = ", ".join(parts) if parts else "no findings"
+    if report.interrupted:
+        text = "interrupted: " + text
+    return f"{text} in {report.seconds:.1f}s"
+
+
+class _Painter:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+
+def _rule_line(title: str, width: int, paint, code: str = "1") -> str:
+    title = f" {title} "
+    left = max((width - len(title)) // 2, 3)
+    right = max(width - len(title) - left, 3)
+    return paint("=" * left + title + "=" * right, code)
+
+
+def render(report, color: bool = False, verbose: bool = False, quiet: bool = False, **_options) -> str:
+    paint = _Painter(color)
+    width = min(shutil.get_terminal_size((88, 20)).columns, 100)
+    lines: list[str] = []
+    if not quiet:
+        import torch
+
+        lines.append(_rule_line("weightlint session starts", width, paint))
+        lines.append(f"weightlint {__version__}, torch {torch.__version__}, device {report.device}")
+        lines.append(f"paths: {' '.join(report.paths)}")
+        files = sorted({f for source in report.sources for f in source.files})
+        lines.append(
+            f"checkpoint: {', '.join(report.formats) or 'none'}, {len(report.records)} tensors, "
+            f"{human_count(report.parameter_count)} parameters, {len(files)} file{'s' if len(files) != 1 else ''}"
+        )
+        lines.append(f"rules: {len(report.rules)} ({' '.join(report.rules)})")
+        lines.extend(f"note: {note}" for note in report.notes)
+        lines.append("")
+    by_file = groupby(report.findings, key=lambda f: f.file or "")
+    for file, file_findings in by_file:
+        lines.append(paint(file or "<no file>", "1"))
+        for tensor, tensor_findings in groupby(file_findings, key=lambda f: f.tensor):
+            indent = "  "
+            if tensor:
+                lines.append(f"  {tensor}")
+                indent = "    "
+            for finding in tensor_findings:
+                severity = paint(f"{str(finding.severity):<7}", _COLORS[finding.severity])
+                lines.append(f"{indent}{finding.code} {severity} {finding.rule}: {finding.message}")
+    if verbose and not quiet:
+        flagged = {(f.file, f.tensor) for f in report.findings}
+        clean = [r for r in report.records if (r.file, r.name) not in flagged]
+        if clean:
+            lines += ["", paint("tensors without findings", "1")]
+            lines += [f"  {r.name} {list(r.shape)} {r.dtype_name}" + ("" if r.is_judged else " (not judged)")
+                      for r in clean]
+    if report.findings:
+        lines.append("")
+    worst = max((f.severity for f in report.findings), default=None)
+    code = {Severity.ERROR: "31;1", Severity.WARNING: "33;1", Severity.INFO: "32;1", None: "32;1"}[worst]
+    lines.append(_rule_line(closing_line(report), width, paint, code))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,112 @@
+"""What a rule declares about itself: code, name, severity, thresholds and documentation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from weightlint.finding import Finding, Severity
+
+_CODE = re.compile(r"^WL\d{3}$")
+_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule's declaration. The check itself lives in hook functions of the rule's module.
+
+    The documentation sections follow ruff's: what it does, why it is bad, how to fix,
+    options, references. The same text feeds ``weightlint explain`` and every reporter.
+    """
+
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+    applies_to: str
+    what_it_does: str
+    why_bad: str
+    how_to_fix: str
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    options_doc: str = ""
+    references: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _CODE.match(self.code):
+            raise ValueError(f"rule code {self.code!r} must be WL followed by three digits")
+        if not _NAME.match(self.name):
+            raise ValueError(f"rule name {self.name!r} must be kebab-case")
+
+    def finding(
+        self,
+        message: str,
+        *,
+        tensor: Any = None,
+        file: str | None = None,
+        severity: Severity | None = None,
+        value: Any = None,
+        threshold: Any = None,
+        location: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Finding:
+        """Build a finding of this rule; ``tensor`` is a TensorRecord or a tensor name."""
+        tensor_name = getattr(tensor, "name", tensor)
+        if file is None and tensor is not None:
+            file = getattr(tensor, "file", None)
+        return Finding(
+            code=self.code,
+            rule=self.name,
+            severity=severity or self.severity,
+            message=message,
+            file=file,
+            tensor=tensor_name,
+            value=value,
+            threshold=threshold,
+            location=location,
+            extra=extra,
+        )
+
+    def documentation(self) -> str:
+        """The full documentation as Markdown, in ruff's section order."""
+        parts = [
+            f"# {self.code} {self.name}",
+            "",
+            f"Default severity: **{self.severity}**. Applies to: {self.applies_to}.",
+            "",
+            "## What it does",
+            self.what_it_does.strip(),
+            "",
+            "## Why is this bad?",
+            self.why_bad.strip(),
+            "",
+            "## How to fix",
+            self.how_to_fix.strip(),
+            "",
+            "## Options",
+            self._options_text(),
+        ]
+        if self.references:
+            parts += ["", "## References", *(f"- {ref}" for ref in self.references)]
+        return "\n".join(parts) + "\n"
+
+    def _options_text(self) -> str:
+        lines = [f"- `{key}` (default `{value}`)" for key, value in self.thresholds.items()]
+        if self.options_doc:
+            lines.append(self.options_doc.strip())
+        return "\n".join(lines) if lines else "None."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "severity": str(self.severity),
+            "summary": self.summary,
+            "applies_to": self.applies_to,
+            "thresholds": dict(self.thresholds),
+            "what_it_does": self.what_it_does.strip(),
+            "why_bad": self.why_bad.strip(),
+            "how_to_fix": self.how_to_fix.strip(),
+            "options": self.options_doc.strip(),
+            "references": list(self.references),
+        }

@@ -1,0 +1,113 @@
+"""Input formats. ``resolve(path)`` turns what the user named into sources of tensor records.
+
+Every format lives in its own module of this package; a source never holds the whole model in
+memory, and a file it cannot read becomes a ``Problem`` (reported as WL001), never a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from weightlint.sources.base import Item, Problem, Source, display_path
+from weightlint.sources.huggingface import INDEX_NAMES, ShardedSource
+from weightlint.sources.memory import MemorySource
+from weightlint.sources.safetensors_file import SafetensorsSource
+from weightlint.sources.torch_pickle import TorchPickleSource
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf", ".onnx")
+
+__all__ = ["Item", "Problem", "Source", "MemorySource", "resolve", "CHECKPOINT_SUFFIXES"]
+
+
+class UnsupportedSource(Source):
+    """A file weightlint recognizes but cannot read in this build: one WL001."""
+
+    def __init__(self, path: str, reason: str, fmt: str) -> None:
+        super().__init__(path=display_path(path), format=fmt, files=[display_path(path)])
+        self._reason = reason
+
+    def items(self) -> Iterator[Item]:
+        yield Problem("unreadable", self.files[0], self._reason)
+
+
+def _sniff(path: str) -> str:
+    """Guess a format from the first bytes, for files with an unfamiliar suffix."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return "unreadable"
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "pytorch"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    return "unknown"
+
+
+def source_for_file(path: str) -> Source:
+    name = os.path.basename(path).lower()
+    if name.endswith(".index.json"):
+        return ShardedSource(path)
+    if name.endswith(".safetensors"):
+        return SafetensorsSource(path)
+    if name.endswith(PICKLE_SUFFIXES):
+        return TorchPickleSource(path)
+    kind = _sniff(path)
+    if kind == "gguf" or name.endswith(".gguf"):
+        return UnsupportedSource(path, "GGUF files are not readable by this build of weightlint", "gguf")
+    if name.endswith(".onnx"):
+        return UnsupportedSource(path, "ONNX files are not readable by this build of weightlint", "onnx")
+    if kind == "safetensors":
+        return SafetensorsSource(path)
+    if kind == "pytorch":
+        return TorchPickleSource(path)
+    return UnsupportedSource(path, "unrecognized file format (not safetensors, PyTorch or GGUF)", "unknown")
+
+
+def _folder_sources(folder: str) -> list[Source]:
+    for index_name in INDEX_NAMES:
+        index = os.path.join(folder, index_name)
+        if os.path.isfile(index):
+            return [_with_skipped_note(ShardedSource(index), folder)]
+    entries = sorted(os.listdir(folder))
+    safetensors = [e for e in entries if e.endswith(".safetensors")]
+    if safetensors:
+        sources = [SafetensorsSource(os.path.join(folder, e)) for e in safetensors]
+        return [_with_skipped_note(sources[0], folder), *sources[1:]]
+    pickles = [e for e in entries if e.endswith(PICKLE_SUFFIXES) and os.path.isfile(os.path.join(folder, e))]
+    others = [e for e in entries if e.endswith((".gguf", ".onnx"))]
+    if pickles or others:
+        return [source_for_file(os.path.join(folder, e)) for e in pickles + others]
+    sources: list[Source] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules"))
+        if root != folder and any(f.endswith(CHECKPOINT_SUFFIXES) or f in INDEX_NAMES for f in files):
+            sources.extend(_folder_sources(root))
+            dirs[:] = []
+    return sources
+
+
+def _with_skipped_note(source: Source, folder: str) -> Source:
+    """Hugging Face folders often ship the same weights twice; say which copy was not scanned."""
+    if source.format.startswith("safetensors"):
+        skipped = [e for e in sorted(os.listdir(folder)) if e.endswith(PICKLE_SUFFIXES) or e == INDEX_NAMES[1]]
+        if skipped:
+            source.notes.append(
+                f"{display_path(folder)}: scanned the safetensors weights; also present and not scanned "
+                f"(pass them explicitly to lint them): {', '.join(skipped)}"
+            )
+    return source
+
+
+def resolve(path: str | os.PathLike) -> list[Source]:
+    """Sources for one path. Raises FileNotFoundError for a path that does not exist."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return _folder_sources(path)
+    if os.path.isfile(path):
+        return [source_for_file(path)]
+    raise FileNotFoundError(path)

@@ -1,0 +1,49 @@
+"""In-process models: an ``nn.Module`` or a mapping of name → tensor, for the Python API."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from weightlint.record import TensorRecord
+from weightlint.sources.base import Item, Source
+from weightlint.sources.torch_pickle import flatten_tensors
+
+_CONV1D_CLASS = "Conv1D"
+
+
+def _layouts(module: torch.nn.Module) -> dict[str, str]:
+    """Parameter name → layout, from the module types (HF ``Conv1D`` stores (in, out))."""
+    layouts = {}
+    for module_name, child in module.named_modules():
+        layout = "in_out" if type(child).__name__ == _CONV1D_CLASS else "out_in"
+        for param_name, _ in child.named_parameters(recurse=False):
+            layouts[f"{module_name}.{param_name}" if module_name else param_name] = layout
+    return layouts
+
+
+class MemorySource(Source):
+    def __init__(self, obj: Any, label: str | None = None) -> None:
+        self._obj = obj
+        kind = "module" if isinstance(obj, torch.nn.Module) else "state-dict"
+        label = label or f"<{type(obj).__name__}>"
+        super().__init__(path=label, format=kind, files=[label])
+
+    def items(self) -> Iterator[Item]:
+        if isinstance(self._obj, torch.nn.Module):
+            state: Mapping[str, torch.Tensor] = self._obj.state_dict(keep_vars=False)
+            layouts = _layouts(self._obj)
+        else:
+            state, layouts = self._obj, {}
+        for name, tensor in flatten_tensors(state):
+            tensor = tensor.detach()
+            yield TensorRecord(
+                name=name,
+                shape=tuple(tensor.shape),
+                dtype=tensor.dtype,
+                file=self.path,
+                load=lambda tensor=tensor: tensor,
+                format=self.format,
+                layout=layouts.get(name),
+            )

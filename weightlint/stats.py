@@ -1,0 +1,132 @@
+"""Per-tensor statistics, computed lazily, at most once, and shared by every rule.
+
+A rule asks ``stats.finite["nan_count"]``; the first rule to ask pays for it, the others read the
+cache. Groups are named as the guide names them (``finite``, ``sparsity``, ``norms``, ``spectral``,
+``quantization``) and land in the JSON report under those names.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from weightlint.record import TensorRecord
+
+GROUPS = ("finite", "norms", "sparsity")
+
+
+def _index(flat_index: int, shape: tuple[int, ...]) -> list[int]:
+    index = []
+    for size in reversed(shape):
+        index.append(flat_index % size)
+        flat_index //= size
+    return list(reversed(index))
+
+
+class TensorStats:
+    """Statistics of one judged tensor on one device."""
+
+    def __init__(self, record: TensorRecord, device: str | torch.device = "cpu") -> None:
+        self.record = record
+        self.device = torch.device(device)
+
+    # -- data ---------------------------------------------------------------------------------
+    @cached_property
+    def values(self) -> torch.Tensor:
+        """The tensor as float32 (float64 kept) on the device; NaN and Inf preserved."""
+        tensor = self.record.load()
+        dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        return tensor.to(device=self.device, dtype=dtype)
+
+    @cached_property
+    def nonfinite_mask(self) -> torch.Tensor | None:
+        """Boolean mask of NaN/Inf entries, or None when every value is finite."""
+        mask = ~torch.isfinite(self.values)
+        return mask if bool(mask.any()) else None
+
+    @cached_property
+    def finite_values(self) -> torch.Tensor:
+        """Flat finite entries: statistics of a tensor with a NaN describe the rest of it."""
+        if self.nonfinite_mask is None:
+            return self.values.reshape(-1)
+        return self.values[~self.nonfinite_mask]
+
+    @cached_property
+    def matrix(self) -> torch.Tensor:
+        """(outputs, inputs) view: conv kernels flattened, HF Conv1D transposed."""
+        rows = self.values.reshape(self.record.shape[0], -1)
+        return rows.T if self.record.is_in_out else rows
+
+    # -- groups -------------------------------------------------------------------------------
+    @cached_property
+    def finite(self) -> dict[str, Any]:
+        values = self.values
+        nan = int(torch.isnan(values).sum())
+        posinf = int(torch.isposinf(values).sum())
+        neginf = int(torch.isneginf(values).sum())
+        first = None
+        if self.nonfinite_mask is not None:
+            flat = int(torch.nonzero(self.nonfinite_mask.reshape(-1))[0, 0])
+            first = _index(flat, self.record.shape)
+        total = nan + posinf + neginf
+        return {
+            "nan_count": nan,
+            "posinf_count": posinf,
+            "neginf_count": neginf,
+            "nonfinite_count": total,
+            "first_nonfinite_index": first,
+            "finite_fraction": 1.0 - total / max(self.record.numel, 1),
+        }
+
+    @cached_property
+    def norms(self) -> dict[str, Any]:
+        finite = self.finite_values
+        count = finite.numel()
+        if count == 0:
+            nan = float("nan")
+            return {"l2": nan, "rms": nan, "max_abs": nan, "mean_abs": nan, "mean": nan, "std": nan}
+        max_abs = float(finite.abs().max())
+        # Scale by the largest magnitude so squaring cannot overflow float32.
+        scaled = finite / max_abs if max_abs > 0 else finite
+        square_sum = float(torch.sum(scaled * scaled, dtype=torch.float64)) * max_abs * max_abs
+        total = float(torch.sum(finite, dtype=torch.float64))
+        mean = total / count
+        variance = max(square_sum / count - mean * mean, 0.0)
+        return {
+            "l2": square_sum**0.5,
+            "rms": (square_sum / count) ** 0.5,
+            "max_abs": max_abs,
+            "mean_abs": float(torch.sum(finite.abs(), dtype=torch.float64)) / count,
+            "mean": mean,
+            "std": variance**0.5,
+            **({"finite_only": True} if self.nonfinite_mask is not None else {}),
+        }
+
+    @cached_property
+    def sparsity(self) -> dict[str, Any]:
+        zero_count = int((self.values == 0).sum())
+        group: dict[str, Any] = {
+            "zero_count": zero_count,
+            "zero_fraction": zero_count / max(self.record.numel, 1),
+        }
+        if self.record.is_matrix:
+            nonzero = self.matrix != 0
+            group["zero_rows"] = torch.nonzero(~nonzero.any(dim=1)).reshape(-1).tolist()
+            group["zero_columns"] = torch.nonzero(~nonzero.any(dim=0)).reshape(-1).tolist()
+        return group
+
+    # -- reporting ----------------------------------------------------------------------------
+    def computed(self) -> dict[str, Any]:
+        """Every group computed so far (the JSON report's per-tensor statistics)."""
+        return {name: self.__dict__[name] for name in self.group_names() if name in self.__dict__}
+
+    @classmethod
+    def group_names(cls) -> tuple[str, ...]:
+        return GROUPS
+
+    def release(self) -> None:
+        """Drop the tensor data; the computed statistics stay."""
+        for name in ("values", "nonfinite_mask", "finite_values", "matrix"):
+            self.__dict__.pop(name, None)
