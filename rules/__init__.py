@@ -5,7 +5,17 @@ documentation) and the hook functions that check tensors.
 """
 
 BUILTIN = (
-    "file_integrity",
-    "non_finite",
-    "dead_units",
+    "file_integrity",      # WL001 WL002 WL006
+    "non_finite",          # WL100
+    "ill_conditioned",     # WL101
+    "fp16_overflow",       # WL102
+    "extreme_outliers",    # WL201
+    "int8_sqnr",           # WL202
+    "dynamic_range",       # WL203
+    "norm_anomaly",        # WL301
+    "low_stable_rank",     # WL401
+    "dead_units",          # WL501
+    "duplicate_tensor",    # WL502
+    "constant_tensor",     # WL503
+    "untrained_layer",     # WL601
 )

@@ -1,6 +1,7 @@
 """WL501 dead-units: all-zero output rows and input columns of weight matrices."""
 
 from weightlint import Rule, Severity, hookimpl
+from weightlint.formatting import indices as _indices
 
 RULE = Rule(
     code="WL501",
@@ -32,11 +33,6 @@ the activation function (LeakyReLU/GELU instead of ReLU).
 )
 
 
-def _indices(indices, listed):
-    shown = ", ".join(str(i) for i in indices[:listed])
-    return shown + (f", … ({len(indices) - listed} more)" if len(indices) > listed else "")
-
-
 @hookimpl
 def weightlint_rules():
     return [RULE]
@@ -53,14 +49,13 @@ def weightlint_check_tensor(tensor, stats, context):
         return None
     outputs, inputs = tensor.matrix_shape
     if len(rows) == outputs:
-        message = f"the whole tensor is zero ({outputs} output units)"
-    else:
-        parts = []
-        if rows:
-            parts.append(f"{len(rows)} of {outputs} output units are all zero (rows {_indices(rows, options['listed'])})")
-        if columns:
-            parts.append(f"{len(columns)} of {inputs} input columns are all zero "
-                         f"(columns {_indices(columns, options['listed'])})")
-        message = "; ".join(parts)
+        return None  # the whole tensor is zero: WL503 constant-tensor reports it
+    parts = []
+    if rows:
+        parts.append(f"{len(rows)} of {outputs} output units are all zero (rows {_indices(rows, options['listed'])})")
+    if columns:
+        parts.append(f"{len(columns)} of {inputs} input columns are all zero "
+                     f"(columns {_indices(columns, options['listed'])})")
+    message = "; ".join(parts)
     return RULE.finding(message, tensor=tensor, value=dead, threshold=options["min_dead"],
                         location={"rows": rows, "columns": columns})

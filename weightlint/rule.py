@@ -67,6 +67,22 @@ class Rule:
             extra=extra,
         )
 
+    def grade(self, value: float | None, options: dict[str, Any], *, below: bool = False) -> tuple[Severity, Any] | None:
+        """The severity a measured value earns against the ``error``/``warning``/``info`` options.
+
+        ``below=True`` for metrics where small is bad (SQNR). A level set to ``None`` is off.
+        Returns ``(severity, threshold)`` or ``None`` when the value passes every level.
+        """
+        if value is None:
+            return None
+        for level in (Severity.ERROR, Severity.WARNING, Severity.INFO):
+            threshold = options.get(str(level))
+            if threshold is None:
+                continue
+            if (value < threshold) if below else (value > threshold):
+                return level, threshold
+        return None
+
     def documentation(self) -> str:
         """The full documentation as Markdown, in ruff's section order."""
         parts = [

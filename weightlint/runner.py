@@ -22,6 +22,7 @@ from weightlint.stats import TensorStats
 SCHEMA_VERSION = 1
 # Cheap groups every judged tensor reports, whatever rules ran (one pass over the data each).
 ALWAYS_COMPUTED = ("finite", "norms", "sparsity")
+HEALTH_VERDICTS = ((80, "good: deploy"), (60, "fix before deploying"), (0, "do not deploy"))
 
 
 class UsageError(Exception):
@@ -94,9 +95,30 @@ class Report:
     def formats(self) -> list[str]:
         return sorted({source.format for source in self.sources})
 
+    @property
+    def health_score(self) -> int:
+        """The guide's score: 100 − 10 × errors − 3 × warnings, floor 0."""
+        counts = self.counts()
+        return max(0, 100 - 10 * counts["error"] - 3 * counts["warning"])
+
+    @property
+    def verdict(self) -> str:
+        return next(text for floor, text in HEALTH_VERDICTS if self.health_score >= floor)
+
+    def quantization_plan(self) -> dict[str, list[str]]:
+        """The guide's quantization config: which layers can go int8, need per-channel/int16, stay fp16."""
+        plan: dict[str, list[str]] = {"int8": [], "int8-per-channel": [], "int16": [], "fp16": []}
+        for name, entry in self.tensors.items():
+            recommended = entry.get("quantization", {}).get("recommended")
+            if recommended:
+                plan[recommended].append(name)
+        return plan
+
     def summary(self) -> dict[str, Any]:
         return {
             "counts": self.counts(),
+            "health_score": self.health_score,
+            "verdict": self.verdict,
             "exit_code": int(self.exit_code),
             "fail_on": str(self.config.fail_on),
             "seconds": round(self.seconds, 3),
@@ -173,7 +195,11 @@ class Session:
         problems: list[Problem] = []
         for source in self.sources:
             for item in source.items():
-                (records if isinstance(item, TensorRecord) else problems).append(item)
+                if isinstance(item, TensorRecord):
+                    item.metadata.setdefault("source", source.path)
+                    records.append(item)
+                else:
+                    problems.append(item)
         report = Report(paths=self.paths, sources=self.sources, records=records, findings=[],
                         tensors={}, rules=self.rules, config=self.config, device=self.device, seconds=0.0,
                         notes=[note for source in self.sources for note in source.notes])

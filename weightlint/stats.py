@@ -12,9 +12,15 @@ from typing import Any
 
 import torch
 
+from weightlint.quantization import quantization_group
 from weightlint.record import TensorRecord
+from weightlint.spectral import singular_values, spectral_group
 
-GROUPS = ("finite", "norms", "sparsity")
+GROUPS = ("finite", "norms", "sparsity", "precision", "spectral", "quantization")
+FP16_MAX = 65504.0
+# fp16's smallest subnormal is 2^-24; anything below half of it rounds to zero.
+FP16_ZERO_BELOW = 2.0**-25
+FP16_SMALLEST_NORMAL = 2.0**-14
 
 
 def _index(flat_index: int, shape: tuple[int, ...]) -> list[int]:
@@ -34,11 +40,15 @@ class TensorStats:
 
     # -- data ---------------------------------------------------------------------------------
     @cached_property
+    def raw(self) -> torch.Tensor:
+        """The tensor as stored (original dtype, on the CPU)."""
+        return self.record.load()
+
+    @cached_property
     def values(self) -> torch.Tensor:
         """The tensor as float32 (float64 kept) on the device; NaN and Inf preserved."""
-        tensor = self.record.load()
-        dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
-        return tensor.to(device=self.device, dtype=dtype)
+        dtype = torch.float64 if self.raw.dtype == torch.float64 else torch.float32
+        return self.raw.to(device=self.device, dtype=dtype)
 
     @cached_property
     def nonfinite_mask(self) -> torch.Tensor | None:
@@ -86,7 +96,8 @@ class TensorStats:
         count = finite.numel()
         if count == 0:
             nan = float("nan")
-            return {"l2": nan, "rms": nan, "max_abs": nan, "mean_abs": nan, "mean": nan, "std": nan}
+            return {"l2": nan, "rms": nan, "max_abs": nan, "mean_abs": nan, "mean": nan, "std": nan,
+                    "min": nan, "max": nan}
         max_abs = float(finite.abs().max())
         # Scale by the largest magnitude so squaring cannot overflow float32.
         scaled = finite / max_abs if max_abs > 0 else finite
@@ -101,6 +112,8 @@ class TensorStats:
             "mean_abs": float(torch.sum(finite.abs(), dtype=torch.float64)) / count,
             "mean": mean,
             "std": variance**0.5,
+            "min": float(finite.min()),
+            "max": float(finite.max()),
             **({"finite_only": True} if self.nonfinite_mask is not None else {}),
         }
 
@@ -117,10 +130,60 @@ class TensorStats:
             group["zero_columns"] = torch.nonzero(~nonzero.any(dim=0)).reshape(-1).tolist()
         return group
 
+    @cached_property
+    def precision(self) -> dict[str, Any]:
+        """What a cast to fp16 would do: values that overflow to ±Inf, non-zeros that flush to 0."""
+        finite = self.finite_values
+        magnitude = finite.abs()
+        nonzero = int((magnitude > 0).sum())
+        underflow = int(((magnitude > 0) & (magnitude < FP16_ZERO_BELOW)).sum())
+        subnormal = int(((magnitude > 0) & (magnitude < FP16_SMALLEST_NORMAL)).sum())
+        return {
+            "fp16_overflow_count": int((magnitude > FP16_MAX).sum()),
+            "fp16_underflow_count": underflow,
+            "fp16_underflow_percentage": 100.0 * underflow / nonzero if nonzero else 0.0,
+            "fp16_subnormal_percentage": 100.0 * subnormal / nonzero if nonzero else 0.0,
+        }
+
+    @cached_property
+    def singular_values(self) -> torch.Tensor:
+        """The one decomposition of this matrix (float64, descending), shared by every rule."""
+        return singular_values(self.matrix)
+
+    @cached_property
+    def spectral(self) -> dict[str, Any]:
+        if not self.record.is_matrix:
+            return {}
+        if self.nonfinite_mask is not None:
+            return {"skipped": "non-finite values"}
+        return spectral_group(self.singular_values, tuple(self.matrix.shape))
+
+    @cached_property
+    def quantization(self) -> dict[str, Any]:
+        if not self.record.is_matrix:
+            return {}
+        if self.nonfinite_mask is not None:
+            return {"skipped": "non-finite values"}
+        return quantization_group(self.matrix)
+
+    @cached_property
+    def content_hash(self) -> str:
+        """A digest of the stored bytes, dtype and shape: equal digests mean identical tensors."""
+        import hashlib
+
+        raw = self.raw.detach().contiguous().cpu()
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{raw.dtype}{tuple(raw.shape)}".encode())
+        digest.update(raw.reshape(-1).view(torch.uint8).numpy().data)
+        return digest.hexdigest()
+
     # -- reporting ----------------------------------------------------------------------------
     def computed(self) -> dict[str, Any]:
         """Every group computed so far (the JSON report's per-tensor statistics)."""
-        return {name: self.__dict__[name] for name in self.group_names() if name in self.__dict__}
+        computed = {name: self.__dict__[name] for name in self.group_names() if self.__dict__.get(name)}
+        if "content_hash" in self.__dict__:
+            computed["content_hash"] = self.__dict__["content_hash"]
+        return computed
 
     @classmethod
     def group_names(cls) -> tuple[str, ...]:
@@ -128,5 +191,5 @@ class TensorStats:
 
     def release(self) -> None:
         """Drop the tensor data; the computed statistics stay."""
-        for name in ("values", "nonfinite_mask", "finite_values", "matrix"):
+        for name in ("raw", "values", "nonfinite_mask", "finite_values", "matrix", "singular_values"):
             self.__dict__.pop(name, None)

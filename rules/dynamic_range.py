@@ -1,0 +1,52 @@
+"""WL203 dynamic-range: max|w| / mean|w| and kurtosis."""
+
+from weightlint import Rule, Severity, hookimpl
+from weightlint.formatting import number
+
+RULE = Rule(
+    code="WL203",
+    name="dynamic-range",
+    severity=Severity.INFO,
+    summary="The largest weight is far larger than the typical one (max|w| / mean|w|), a heavy-tailed layer.",
+    applies_to="weight matrices with at least `min_size` values",
+    thresholds={"info": 100.0, "min_size": 4096},
+    options_doc="`info`: dynamic range above which the rule reports. `min_size`: smaller tensors are skipped.",
+    what_it_does="""
+Reports `dynamic_range = max|w| / mean|w|` (the guide's "135× the mean" for GPT-2's `wpe`) with the
+tensor's Pearson kurtosis E[(w−μ)⁴]/σ⁴ (3 for a Gaussian). A Gaussian matrix of a million values
+has a dynamic range of about 6.
+""",
+    why_bad="""
+A few very large weights force a coarse quantization scale on every other weight and dominate the
+layer's output; they often mark "outlier features" that quantization must treat specially. This
+is information, not a defect: many healthy transformers have such layers (all-MiniLM-L6-v2's FFN
+output projections reach 100–230).
+""",
+    how_to_fix="""
+Nothing, if the model works; when quantizing, treat the layer per channel or keep it in fp16
+(see WL201/WL202 for the quantitative verdict).
+""",
+    references=("https://arxiv.org/abs/2105.06990",),
+)
+
+
+@hookimpl
+def weightlint_rules():
+    return [RULE]
+
+
+@hookimpl
+def weightlint_check_tensor(tensor, stats, context):
+    options = context.options(RULE)
+    if options is None or not tensor.is_matrix or tensor.numel < options["min_size"]:
+        return None
+    quantization = stats.quantization
+    dynamic_range = quantization.get("dynamic_range")
+    graded = RULE.grade(dynamic_range, options)
+    if graded is None:
+        return None
+    severity, threshold = graded
+    return RULE.finding(
+        f"max|w| is {number(dynamic_range)}× mean|w| (> {number(threshold)}×), kurtosis {number(quantization['kurtosis'])}",
+        tensor=tensor, severity=severity, value=dynamic_range, threshold=threshold,
+        kurtosis=quantization["kurtosis"])
