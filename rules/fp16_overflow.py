@@ -7,16 +7,18 @@ RULE = Rule(
     code="WL102",
     name="fp16-overflow",
     severity=Severity.ERROR,
-    summary="Values that become ±Inf (beyond ±65504) or 0 (below 2^-25) when cast to fp16.",
+    summary="Values that become ±Inf (|w| ≥ 65520) or 0 (|w| ≤ 2^-25) when cast to fp16.",
+    statistics=("precision",),
     applies_to="floating-point tensors not already stored in fp16",
     thresholds={"overflow_count": 0, "underflow_percentage": 1.0},
     options_doc="`overflow_count`: error when more values than this exceed ±65504. "
                 "`underflow_percentage`: warning when more than this share (%) of the non-zero values "
                 "would round to zero in fp16.",
     what_it_does="""
-Counts the values whose magnitude exceeds fp16's largest finite value, 65504 (error: they become
-±Inf), and the share of non-zero values smaller than 2^-25, half of fp16's smallest subnormal,
-which round to exactly zero (warning). The JSON also reports the share that would become fp16
+Counts the values that a cast to fp16 turns into ±Inf (error): fp16's largest finite value is
+65504 and round-to-nearest sends every |w| ≥ 65520 to Inf. Also reports the share of non-zero
+values at or below 2^-25, half of fp16's smallest subnormal, which round to exactly zero
+(warning). The JSON also reports the share that would become fp16
 subnormals (below 2^-14), where precision degrades.
 """,
     why_bad="""
@@ -50,12 +52,12 @@ def weightlint_check_tensor(tensor, stats, context):
     overflow = precision["fp16_overflow_count"]
     if options.get("overflow_count") is not None and overflow > options["overflow_count"]:
         findings.append(RULE.finding(
-            f"{overflow} values exceed fp16's ±65504 (max |w| {number(stats.norms['max_abs'])}) and become ±Inf in fp16",
+            f"{overflow} values are beyond fp16's range (|w| ≥ 65520, max |w| {number(stats.norms['max_abs'])}) and become ±Inf in fp16",
             tensor=tensor, value=overflow, threshold=options["overflow_count"]))
     underflow = precision["fp16_underflow_percentage"]
     if options.get("underflow_percentage") is not None and underflow > options["underflow_percentage"]:
         findings.append(RULE.finding(
-            f"{number(underflow)}% of the non-zero values ({precision['fp16_underflow_count']}) are below 2^-25 "
+            f"{number(underflow)}% of the non-zero values ({precision['fp16_underflow_count']}) are at or below 2^-25 "
             "and round to 0 in fp16", tensor=tensor, severity=Severity.WARNING, value=underflow,
             threshold=options["underflow_percentage"]))
     return findings

@@ -8,6 +8,7 @@ RULE = Rule(
     name="ill-conditioned",
     severity=Severity.ERROR,
     summary="Condition number σmax/σmin of a weight matrix is too large (numerical instability).",
+    statistics=("spectral",),
     applies_to="weight matrices (2-D and up; conv kernels as out × in·kh·kw; HF Conv1D transposed)",
     thresholds={"error": 1e5, "warning": 1e4},
     options_doc="`error`, `warning`: condition numbers above which the finding has that severity "
@@ -49,8 +50,8 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
     options = context.options(RULE)
-    if options is None or not tensor.is_matrix:
-        return None
+    if options is None or not tensor.is_matrix or stats.norms["min"] == stats.norms["max"]:
+        return None  # a constant matrix is WL503's finding
     spectral = stats.spectral
     condition = spectral.get("condition_number")
     graded = RULE.grade(condition, options)
@@ -63,5 +64,7 @@ def weightlint_check_tensor(tensor, stats, context):
     else:
         message = (f"condition number {number(condition)} > {number(threshold)} "
                    f"(σmax {number(spectral['sv_max'])}, σmin {number(spectral['sv_min'])})")
+        if severity is Severity.ERROR and rank < total:
+            message += f"; numerical rank {rank} of {total}"
     message += ": fp16/int8 risk; keep it in fp32, add a norm layer, clip gradients, lower the learning rate"
     return RULE.finding(message, tensor=tensor, severity=severity, value=condition, threshold=threshold)

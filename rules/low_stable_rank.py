@@ -8,6 +8,7 @@ RULE = Rule(
     name="low-stable-rank",
     severity=Severity.INFO,
     summary="Stable rank ‖W‖F²/‖W‖2² is a small fraction of the full rank: the layer is compressible.",
+    statistics=("spectral",),
     applies_to="weight matrices",
     thresholds={"info": 0.1},
     options_doc="`info`: stable-rank ratio (stable rank / min(m, n)) below which the rule reports (the guide's 0.1).",
@@ -49,8 +50,8 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
     options = context.options(RULE)
-    if options is None or not tensor.is_matrix:
-        return None
+    if options is None or not tensor.is_matrix or stats.norms["min"] == stats.norms["max"]:
+        return None  # a constant matrix is WL503's finding
     spectral = stats.spectral
     ratio = spectral.get("stable_rank_ratio")
     graded = RULE.grade(ratio, options, below=True)

@@ -85,7 +85,8 @@ def _normalize(argv: list[str]) -> list[str]:
 def _use_color(choice: str, stream) -> bool:
     if choice != "auto":
         return choice == "always"
-    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+    # https://no-color.org: NO_COLOR set to a non-empty value disables colour.
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
 
 
 def _config(args):
@@ -123,8 +124,14 @@ class _Progress:
 
 def _write(text: str, output: str | None) -> None:
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        from weightlint.runner import UsageError
+
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as error:  # a bad --output is the user's to fix, not an internal error
+            raise UsageError(f"--output {output}: {error.strerror or error}") from None
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -194,7 +201,12 @@ def run_explain(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(_normalize(list(sys.argv[1:] if argv is None else argv)))
+    """Run the command line and return its exit code (argparse's own exits included: --help and
+    --version return 0, a usage error returns 4), so that ``main([...])`` never raises SystemExit."""
+    try:
+        args = build_parser().parse_args(_normalize(list(sys.argv[1:] if argv is None else argv)))
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else int(ExitCode.USAGE_ERROR))
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -225,6 +237,7 @@ def _handle_error(error: Exception, show_traceback: bool) -> int:
         import traceback
 
         traceback.print_exception(error)
-    print(f"weightlint: INTERNAL ERROR: {type(error).__name__}: {error}"
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
+    print(f"weightlint: INTERNAL ERROR: {type(error).__name__}: {message}"
           + ("" if show_traceback else " (run with --traceback for details)"), file=sys.stderr)
     return int(ExitCode.INTERNAL_ERROR)

@@ -9,6 +9,14 @@ from weightlint.finding import Severity
 from weightlint.rule import Rule
 
 
+def specificity(selector: str) -> int:
+    """How specific a selector is: ALL < a code prefix (by length) < a full code or a rule name."""
+    selector = selector.strip().upper()
+    if selector == "ALL":
+        return 0
+    return len(selector) if selector.startswith("WL") else 5
+
+
 def selector_matches(selector: str, rule: Rule) -> bool:
     """``ALL``, a code prefix (``WL1``, ``WL101``) or a rule name (``non-finite``)."""
     selector = selector.strip()
@@ -32,8 +40,9 @@ class Config:
 
     def is_selected(self, rule: Rule) -> bool:
         """Most specific selector wins, as in ruff; ties go to ``ignore``."""
-        best_select = max((len(s) for s in self.select + self.extend_select if selector_matches(s, rule)), default=-1)
-        best_ignore = max((len(s) for s in self.ignore if selector_matches(s, rule)), default=-1)
+        best_select = max((specificity(s) for s in self.select + self.extend_select if selector_matches(s, rule)),
+                          default=-1)
+        best_ignore = max((specificity(s) for s in self.ignore if selector_matches(s, rule)), default=-1)
         return best_select >= 0 and best_select > best_ignore
 
     def rule_options(self, rule: Rule) -> dict[str, Any]:

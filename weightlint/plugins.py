@@ -49,6 +49,12 @@ def build_plugin_manager(plugins: Iterable[str] = (), load_entry_points: bool = 
         manager.set_blocked(name)
     if load_entry_points:
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        # Entry points are loaded by pluggy under their entry-point name; `-p no:` may also name
+        # their rule codes, rule names or module (in any case).
+        for name, plugin in list(manager.list_name_plugin()):
+            if plugin is not None and name not in BUILTIN and _aliases(name, plugin) & blocked:
+                manager.unregister(plugin)
+                manager.set_blocked(name)
     for spec in requested:
         if spec.startswith("no:"):
             continue

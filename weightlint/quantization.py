@@ -22,9 +22,21 @@ MAD_TO_SIGMA = 1.4826
 INT8_MAX = 127
 
 
+def median(flat: torch.Tensor) -> float:
+    """The statistical median (mean of the two middle values for an even count), as NumPy's.
+
+    ``torch.median`` returns the lower middle value instead, which shifts boundary decisions.
+    """
+    count = flat.numel()
+    middle = count // 2
+    if count % 2:
+        return float(flat.kthvalue(middle + 1).values)
+    return (float(flat.kthvalue(middle).values) + float(flat.kthvalue(middle + 1).values)) / 2
+
+
 def robust_center_scale(flat: torch.Tensor) -> tuple[float, float, str]:
-    center = float(flat.median())
-    scale = MAD_TO_SIGMA * float((flat - center).abs().median())
+    center = median(flat)
+    scale = MAD_TO_SIGMA * median((flat - center).abs())
     if scale > 0:
         return center, scale, "median/MAD"
     mean = float(flat.mean(dtype=torch.float64)) if flat.dtype != torch.float64 else float(flat.mean())
@@ -32,7 +44,13 @@ def robust_center_scale(flat: torch.Tensor) -> tuple[float, float, str]:
     return mean, std, "mean/std"
 
 
+# Up to this many values the outlier statistics run in float64 (128 MB), beyond it in float32.
+FLOAT64_UP_TO = 1 << 24
+
+
 def outlier_share(flat: torch.Tensor, sigmas: float = 3.0) -> tuple[float, dict[str, Any]]:
+    if flat.numel() <= FLOAT64_UP_TO:
+        flat = flat.double()
     center, scale, method = robust_center_scale(flat)
     if scale == 0:
         return 0.0, {"center": center, "scale": 0.0, "scale_method": method}

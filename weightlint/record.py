@@ -43,7 +43,7 @@ class TensorRecord:
     @property
     def is_buffer(self) -> bool:
         leaf = self.name.rsplit(".", 1)[-1]
-        return leaf in _BUFFER_SUFFIXES
+        return bool(self.metadata.get("buffer")) or leaf in _BUFFER_SUFFIXES
 
     @property
     def is_judged(self) -> bool:

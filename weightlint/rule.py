@@ -31,6 +31,9 @@ class Rule:
     thresholds: dict[str, Any] = field(default_factory=dict)
     options_doc: str = ""
     references: tuple[str, ...] = ()
+    # Statistics groups (TensorStats attributes) the rule reads: computed for every judged tensor
+    # while the rule is selected, so the JSON report is complete and consistent across tensors.
+    statistics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):

@@ -9,7 +9,6 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from weightlint._version import __version__
 from weightlint.config import CheckContext, Config
 from weightlint.exitcodes import ExitCode
 from weightlint.finding import Finding, Severity
@@ -19,7 +18,6 @@ from weightlint.rule import Rule
 from weightlint.sources import MemorySource, Problem, Source, resolve
 from weightlint.stats import TensorStats
 
-SCHEMA_VERSION = 1
 # Cheap groups every judged tensor reports, whatever rules ran (one pass over the data each).
 ALWAYS_COMPUTED = ("finite", "norms", "sparsity")
 HEALTH_VERDICTS = ((80, "good: deploy"), (60, "fix before deploying"), (0, "do not deploy"))
@@ -186,6 +184,8 @@ class Session:
         self.manager = build_plugin_manager(self.config.plugins)
         self.rules = collect_rules(self.manager)
         self.context = CheckContext(self.config, self.rules, self.device)
+        self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
+            group for rule in self.rules.values() if self.context.options(rule) is not None for group in rule.statistics)))
         self.paths, self.sources = _sources_for(targets)
         self.progress = progress
 
@@ -213,12 +213,14 @@ class Session:
                 report.tensors[self._tensor_key(record, report.tensors)] = {**record.describe(), **computed}
             if self.progress:
                 self.progress(None, len(records), len(records))
-            report.findings.extend(self._call("weightlint_file_problem", "file problems",
-                                              [dict(problem=p) for p in problems]))
-            view = ModelView(records=records, tensor_stats=stats_by_key, findings=list(report.findings))
-            report.findings.extend(self._call("weightlint_check_model", "the model", [dict(model=view)]))
         except KeyboardInterrupt:
             report.interrupted = True
+        # Problems with files are known before any tensor is checked: report them even when interrupted.
+        report.findings.extend(self._call("weightlint_file_problem", "file problems",
+                                          [dict(problem=p) for p in problems]))
+        if not report.interrupted:  # model-level rules need every tensor
+            view = ModelView(records=records, tensor_stats=stats_by_key, findings=list(report.findings))
+            report.findings.extend(self._call("weightlint_check_model", "the model", [dict(model=view)]))
         report.findings = self._filter(report.findings)
         report.findings.sort(key=lambda f: f.sort_key)
         report.seconds = time.perf_counter() - started
@@ -229,7 +231,7 @@ class Session:
             return {}
         stats = TensorStats(record, self.device)
         try:
-            for group in ALWAYS_COMPUTED:
+            for group in self.groups:
                 getattr(stats, group)
         except (KeyboardInterrupt, MemoryError):
             raise
@@ -287,4 +289,4 @@ def check(*targets: Any, config: Config | None = None, **settings: Any) -> Repor
     return Session(list(targets), config).run()
 
 
-__all__ = ["Session", "Report", "ModelView", "check", "UsageError", "RuleError", "SCHEMA_VERSION", "__version__"]
+__all__ = ["Session", "Report", "ModelView", "check", "UsageError", "RuleError"]

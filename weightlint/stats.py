@@ -17,9 +17,11 @@ from weightlint.record import TensorRecord
 from weightlint.spectral import singular_values, spectral_group
 
 GROUPS = ("finite", "norms", "sparsity", "precision", "spectral", "quantization")
-FP16_MAX = 65504.0
-# fp16's smallest subnormal is 2^-24; anything below half of it rounds to zero.
-FP16_ZERO_BELOW = 2.0**-25
+# fp16's largest finite value is 65504; round-to-nearest sends |w| < 65520 (halfway to the next
+# step) to 65504 and |w| >= 65520 to Inf.
+FP16_INF_FROM = 65520.0
+# fp16's smallest subnormal is 2^-24; anything at or below half of it rounds to zero (ties to even).
+FP16_ZERO_AT_OR_BELOW = 2.0**-25
 FP16_SMALLEST_NORMAL = 2.0**-14
 
 
@@ -97,7 +99,7 @@ class TensorStats:
         if count == 0:
             nan = float("nan")
             return {"l2": nan, "rms": nan, "max_abs": nan, "mean_abs": nan, "mean": nan, "std": nan,
-                    "min": nan, "max": nan}
+                    "min": nan, "max": nan, "finite_only": True}
         max_abs = float(finite.abs().max())
         # Scale by the largest magnitude so squaring cannot overflow float32.
         scaled = finite / max_abs if max_abs > 0 else finite
@@ -136,10 +138,10 @@ class TensorStats:
         finite = self.finite_values
         magnitude = finite.abs()
         nonzero = int((magnitude > 0).sum())
-        underflow = int(((magnitude > 0) & (magnitude < FP16_ZERO_BELOW)).sum())
+        underflow = int(((magnitude > 0) & (magnitude <= FP16_ZERO_AT_OR_BELOW)).sum())
         subnormal = int(((magnitude > 0) & (magnitude < FP16_SMALLEST_NORMAL)).sum())
         return {
-            "fp16_overflow_count": int((magnitude > FP16_MAX).sum()),
+            "fp16_overflow_count": int((magnitude >= FP16_INF_FROM).sum()),
             "fp16_underflow_count": underflow,
             "fp16_underflow_percentage": 100.0 * underflow / nonzero if nonzero else 0.0,
             "fp16_subnormal_percentage": 100.0 * subnormal / nonzero if nonzero else 0.0,

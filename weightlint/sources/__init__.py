@@ -6,6 +6,7 @@ memory, and a file it cannot read becomes a ``Problem`` (reported as WL001), nev
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from typing import Iterator
 
@@ -17,6 +18,11 @@ from weightlint.sources.torch_pickle import TorchPickleSource
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf", ".onnx")
+# Files that Hugging Face ``Trainer`` and Accelerate write next to the weights: trainer state, not
+# weights (``training_args.bin`` even pickles a class). Folder discovery skips them; naming one
+# explicitly still lints it.
+TRAINER_STATE = ("training_args.bin", "optimizer*.pt", "optimizer*.bin", "scheduler*.pt", "scheduler*.bin",
+                 "rng_state*.pth", "scaler*.pt", "random_states*.pkl")
 
 __all__ = ["Item", "Problem", "Source", "MemorySource", "resolve", "CHECKPOINT_SUFFIXES"]
 
@@ -54,7 +60,7 @@ def source_for_file(path: str) -> Source:
         return ShardedSource(path)
     if name.endswith(".safetensors"):
         return SafetensorsSource(path)
-    if name.endswith(PICKLE_SUFFIXES):
+    if name.endswith(PICKLE_SUFFIXES + (".pkl", ".pickle")):
         return TorchPickleSource(path)
     kind = _sniff(path)
     if kind == "gguf" or name.endswith(".gguf"):
@@ -79,9 +85,17 @@ def _folder_sources(folder: str) -> list[Source]:
         sources = [SafetensorsSource(os.path.join(folder, e)) for e in safetensors]
         return [_with_skipped_note(sources[0], folder), *sources[1:]]
     pickles = [e for e in entries if e.endswith(PICKLE_SUFFIXES) and os.path.isfile(os.path.join(folder, e))]
+    trainer_state = [e for e in pickles if _is_trainer_state(e)]
+    pickles = [e for e in pickles if e not in trainer_state]
     others = [e for e in entries if e.endswith((".gguf", ".onnx"))]
     if pickles or others:
-        return [source_for_file(os.path.join(folder, e)) for e in pickles + others]
+        sources = [source_for_file(os.path.join(folder, e)) for e in pickles + others]
+        if trainer_state:
+            sources[0].notes.append(
+                f"{display_path(folder)}: trainer state files not scanned "
+                f"(pass them explicitly to lint them): {', '.join(trainer_state)}"
+            )
+        return sources
     sources: list[Source] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules"))
@@ -89,6 +103,10 @@ def _folder_sources(folder: str) -> list[Source]:
             sources.extend(_folder_sources(root))
             dirs[:] = []
     return sources
+
+
+def _is_trainer_state(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in TRAINER_STATE)
 
 
 def _with_skipped_note(source: Source, folder: str) -> Source:

@@ -8,7 +8,7 @@ import torch
 
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Source
-from weightlint.sources.torch_pickle import flatten_tensors
+from weightlint.sources.torch_pickle import find_state_dict, flatten_tensors
 
 _CONV1D_CLASS = "Conv1D"
 
@@ -34,8 +34,12 @@ class MemorySource(Source):
         if isinstance(self._obj, torch.nn.Module):
             state: Mapping[str, torch.Tensor] = self._obj.state_dict(keep_vars=False)
             layouts = _layouts(self._obj)
+            buffers = {name for name, _ in self._obj.named_buffers()}
         else:
-            state, layouts = self._obj, {}
+            # A checkpoint dict held in memory is searched as a file would be (Lightning's
+            # ``state_dict``, DeepSpeed's ``module`` …); a plain mapping is taken whole.
+            found = find_state_dict(self._obj)
+            state, layouts, buffers = (found[1] if found is not None else self._obj), {}, set()
         for name, tensor in flatten_tensors(state):
             tensor = tensor.detach()
             yield TensorRecord(
@@ -46,4 +50,5 @@ class MemorySource(Source):
                 load=lambda tensor=tensor: tensor,
                 format=self.format,
                 layout=layouts.get(name),
+                metadata={"buffer": True} if name in buffers else {},
             )

@@ -1,16 +1,22 @@
 """PyTorch pickles (``.bin .pt .pth .ckpt``), loaded with ``weights_only=True`` and memory-mapped.
 
 Nothing in the file is ever executed: PyTorch's restricted unpickler refuses every global outside
-plain tensors and containers, and weightlint reports the refused global as WL002.
+plain tensors and containers. When loading fails, the pickle is read opcode by opcode
+(``pickletools``, nothing imported or called) to name every global it would import; any outside
+PyTorch's allowlist is reported as WL002. This also covers plain ``pickle.dump`` files (protocol 4+),
+which PyTorch's unpickler cannot parse at all.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
+import io
 import pickle
+import pickletools
 import re
 import warnings
 import zipfile
-from typing import Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 import torch
 
@@ -41,6 +47,139 @@ def _reason(error: BaseException) -> str:
 
 def _unsafe_globals(error: BaseException) -> list[str]:
     return _UNSAFE_GLOBAL.findall(str(error))
+
+
+# -- static scan: what a pickle would import, read from its opcodes without executing anything --------
+
+_STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+               "BINUNICODE8"}
+_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (non-zip) torch.save file
+# How a few builtins modules are imported in practice (``os.system`` pickles as ``posix.system``).
+_MODULE_ALIASES = {"posix": "os", "nt": "os", "_io": "io"}
+_LISTED_GLOBALS = 5  # the message names this many; the finding's ``globals`` keeps them all
+_allowed: set[str] | None = None
+
+
+def _allowed_globals() -> set[str]:
+    """The globals PyTorch's restricted unpickler accepts (plain tensors, storages, containers)."""
+    global _allowed
+    if _allowed is None:
+        try:
+            from torch import _weights_only_unpickler
+
+            _allowed = set(_weights_only_unpickler._get_allowed_globals())
+        except Exception:  # private API: fall back to the obvious set
+            _allowed = set()
+        _allowed |= {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch.Size",
+                     "torch._utils._rebuild_parameter", "_codecs.encode", "builtins.set"}
+    return _allowed
+
+
+def _python3_name(module: str, attr: str) -> str:
+    """Protocol 0-2 pickles name Python 2 modules (``__builtin__.set``); map them as pickle does."""
+    module, attr = _compat_pickle.NAME_MAPPING.get((module, attr), (module, attr))
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    return f"{module}.{attr}"
+
+
+def _scan_one(stream: IO[bytes]) -> tuple[list[str], bool] | None:
+    """Globals of the next complete pickle in ``stream`` and whether it is torch's magic number.
+
+    None when the bytes are not one complete pickle: globals of garbage are not trusted.
+    """
+    found: list[str] = []
+    memo: dict[int, Any] = {}
+    strings: list[str] = []  # strings pushed so far, most recent last (STACK_GLOBAL's operands)
+    last: Any = None  # what the previous opcode left on top of the stack, when it is a string
+    magic = False
+    try:
+        for opcode, arg, _ in pickletools.genops(stream):
+            name = opcode.name
+            top: Any = None
+            if name in ("GLOBAL", "INST"):
+                module, _, attr = str(arg).partition(" ")
+                found.append(_python3_name(module, attr))
+            elif name == "STACK_GLOBAL":
+                found.append(".".join(strings[-2:]) if len(strings) >= 2 else "<unresolved global>")
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                found.append(f"<copyreg extension {arg}>")
+            elif name in _STRING_OPS:
+                top = arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)
+                strings.append(top)
+            elif name == "MEMOIZE":
+                memo[len(memo)] = last
+                top = last
+            elif name in _PUT_OPS:
+                memo[int(arg)] = last
+                top = last
+            elif name in _GET_OPS:
+                top = memo.get(int(arg))
+                if isinstance(top, str):
+                    strings.append(top)
+            elif name == "LONG1" and arg == _TORCH_MAGIC:
+                magic = True
+            elif name == "FRAME":
+                top = last
+            last = top
+    except Exception:  # not a complete pickle
+        return None
+    return found, magic
+
+
+def scan_pickle(data: IO[bytes], max_pickles: int = 5) -> tuple[list[str], bool, bool]:
+    """(globals, complete, torch_legacy) of the pickles at the start of ``data``, never executed.
+
+    A legacy torch.save file is five pickles (magic, protocol, sys info, object, storage keys)
+    followed by raw storage bytes, which are not scanned.
+    """
+    found: list[str] = []
+    complete = False
+    legacy = False
+    for position in range(max_pickles):
+        start = data.tell()
+        if not data.read(1):
+            break
+        data.seek(start)
+        scanned = _scan_one(data)
+        if scanned is None:
+            break
+        globals_, magic = scanned
+        if position == 0:
+            legacy = magic
+        found.extend(globals_)
+        complete = True
+    return found, complete, legacy
+
+
+def _offending_globals(path: str) -> tuple[list[str], str | None]:
+    """Unsafe globals the file's pickle(s) would import, and a better reason when it is a plain pickle."""
+    allowed = _allowed_globals()
+    found: list[str] = []
+    hint = None
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    if member.endswith(".pkl"):
+                        with archive.open(member) as handle:
+                            found.extend(scan_pickle(io.BytesIO(handle.read()), max_pickles=1)[0])
+        else:
+            with open(path, "rb") as handle:
+                found, complete, legacy = scan_pickle(handle)
+            if complete and not legacy:
+                hint = "a plain Python pickle, not a file written by torch.save"
+    except Exception:  # unreadable: the load error says why
+        return [], None
+    unsafe = [name for name in dict.fromkeys(found) if name not in allowed]
+    return unsafe, hint
+
+
+def _shown_global(name: str) -> str:
+    module, _, attr = name.rpartition(".")
+    alias = _MODULE_ALIASES.get(module)
+    return f"{name} ({alias}.{attr})" if alias and attr else name
 
 
 def find_state_dict(obj: Any, prefix: str = "") -> tuple[str, Mapping] | None:
@@ -81,17 +220,22 @@ def read_torch_pickle(path: str, only: set[str] | None = None) -> Iterator[Item]
     shown = display_path(path)
     try:
         obj = _load(path)
-    except pickle.UnpicklingError as error:
-        offending = _unsafe_globals(error)
+    except Exception as error:  # UnpicklingError, RuntimeError, EOFError, zipfile errors …
+        # PyTorch names the first global it refused; a pickle its unpickler cannot even parse
+        # (protocol 4+, written by pickle.dump) is read opcode by opcode, still never executed.
+        # The scan names every offending global, fully qualified; PyTorch names the first one only
+        # (builtins without their module: ``exec``), so its word is the fallback.
+        scanned, hint = _offending_globals(path)
+        refused = _unsafe_globals(error) if isinstance(error, pickle.UnpicklingError) else []
+        offending = scanned or list(dict.fromkeys(n if "." in n else f"builtins.{n}" for n in refused))
         if offending:
-            names = ", ".join(dict.fromkeys(offending))
+            shown_names = [_shown_global(name) for name in offending[:_LISTED_GLOBALS]]
+            more = len(offending) - _LISTED_GLOBALS
+            names = ", ".join(shown_names) + (f" and {more} more" if more > 0 else "")
             yield Problem("unsafe-pickle", shown, f"loading would import or call {names}; not executed",
-                          detail={"globals": list(dict.fromkeys(offending))})
+                          detail={"globals": offending})
         else:
-            yield Problem("unreadable", shown, f"not a PyTorch checkpoint: {_reason(error)}")
-        return
-    except Exception as error:  # torch raises RuntimeError, EOFError, zipfile errors …
-        yield Problem("unreadable", shown, f"not a PyTorch checkpoint: {_reason(error)}")
+            yield Problem("unreadable", shown, f"not a PyTorch checkpoint: {hint or _reason(error)}")
         return
     if isinstance(obj, torch.Tensor):
         obj = {"tensor": obj}

