@@ -42,6 +42,7 @@ class ModelView:
     records: list[TensorRecord]
     tensor_stats: dict[str, dict[str, Any]]
     findings: list[Finding]
+    sources: list[Source] = field(default_factory=list)
 
     def stats_of(self, record: TensorRecord) -> dict[str, Any]:
         return self.tensor_stats.get(_key(record), {})
@@ -219,7 +220,8 @@ class Session:
         report.findings.extend(self._call("weightlint_file_problem", "file problems",
                                           [dict(problem=p) for p in problems]))
         if not report.interrupted:  # model-level rules need every tensor
-            view = ModelView(records=records, tensor_stats=stats_by_key, findings=list(report.findings))
+            view = ModelView(records=records, tensor_stats=stats_by_key, findings=list(report.findings),
+                             sources=self.sources)
             report.findings.extend(self._call("weightlint_check_model", "the model", [dict(model=view)]))
         report.findings = self._filter(report.findings)
         report.findings.sort(key=lambda f: f.sort_key)

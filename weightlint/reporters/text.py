@@ -81,6 +81,8 @@ def render(report, color: bool = False, verbose: bool = False, quiet: bool = Fal
                       for r in clean]
     if report.findings:
         lines.append("")
+    if report.records and not report.interrupted:
+        lines.append(f"health score {report.health_score}/100: {report.verdict}")
     worst = max((f.severity for f in report.findings), default=None)
     code = {Severity.ERROR: "31;1", Severity.WARNING: "33;1", Severity.INFO: "32;1", None: "32;1"}[worst]
     lines.append(_rule_line(closing_line(report), width, paint, code))
