@@ -13,38 +13,63 @@ VOCAB, POSITIONS, WIDTH, LAYERS = 1024, 256, 128, 4
 
 # Each planted defect: tensor → what is wrong with it (the demo's own ground truth).
 PLANTED = {
-    "h.2.attn.c_proj.weight": "one NaN at [5, 17] (WL100)",
-    "h.1.mlp.c_fc.weight": "output units 7, 42 and 99 zeroed (WL501)",
+    "h.2.attn.c_proj.weight": "one NaN at [5, 17] (WL100 error)",
+    "h.3.attn.c_proj.weight": "condition number 2e5 (WL101 error)",
+    "wpe.weight": "15% of the hidden dimensions are 20× outliers (WL201 error)",
+    "h.0.mlp.c_proj.weight": "scaled ×20 against its siblings (WL301 warning)",
+    "h.3.mlp.c_fc.weight": "a copy of h.2.mlp.c_fc.weight (WL502 warning, on both)",
+    "h.3.attn.c_attn.weight": "left at its random initialization (WL601 warning)",
+    "h.1.mlp.c_fc.weight": "output units 7, 42 and 99 zeroed (WL501 info)",
 }
 
 
+def _trained_like(rows: int, cols: int, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise plus a rank-8 signal: the spectrum of a trained layer (spikes above the MP bulk)."""
+    noise = torch.randn(rows, cols, generator=generator)
+    signal = torch.randn(rows, 8, generator=generator) @ torch.randn(8, cols, generator=generator) / 8**0.5
+    return (noise + 0.5 * signal) * std
+
+
 def gpt2_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """GPT-2's initialization: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2·layers)."""
+    """GPT-2's layout and scales: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2·layers)."""
     generator = torch.Generator().manual_seed(seed)
 
-    def normal(*shape, std=0.02):
-        return torch.randn(*shape, generator=generator) * std
+    def matrix(stored_rows: int, stored_cols: int, std: float = 0.02) -> torch.Tensor:
+        return _trained_like(stored_rows, stored_cols, std, generator)
 
-    state = {"wte.weight": normal(VOCAB, WIDTH), "wpe.weight": normal(POSITIONS, WIDTH, std=0.01)}
+    state = {"wte.weight": matrix(VOCAB, WIDTH), "wpe.weight": matrix(POSITIONS, WIDTH, std=0.01)}
     projection_std = 0.02 / (2 * LAYERS) ** 0.5
     for layer in range(LAYERS):
         prefix = f"h.{layer}."
         state.update({
             prefix + "ln_1.weight": torch.ones(WIDTH), prefix + "ln_1.bias": torch.zeros(WIDTH),
-            prefix + "attn.c_attn.weight": normal(WIDTH, 3 * WIDTH), prefix + "attn.c_attn.bias": torch.zeros(3 * WIDTH),
-            prefix + "attn.c_proj.weight": normal(WIDTH, WIDTH, std=projection_std),
+            prefix + "attn.c_attn.weight": matrix(WIDTH, 3 * WIDTH), prefix + "attn.c_attn.bias": torch.zeros(3 * WIDTH),
+            prefix + "attn.c_proj.weight": matrix(WIDTH, WIDTH, std=projection_std),
             prefix + "attn.c_proj.bias": torch.zeros(WIDTH),
             prefix + "ln_2.weight": torch.ones(WIDTH), prefix + "ln_2.bias": torch.zeros(WIDTH),
-            prefix + "mlp.c_fc.weight": normal(WIDTH, 4 * WIDTH), prefix + "mlp.c_fc.bias": torch.zeros(4 * WIDTH),
-            prefix + "mlp.c_proj.weight": normal(4 * WIDTH, WIDTH, std=projection_std),
+            prefix + "mlp.c_fc.weight": matrix(WIDTH, 4 * WIDTH), prefix + "mlp.c_fc.bias": torch.zeros(4 * WIDTH),
+            prefix + "mlp.c_proj.weight": matrix(4 * WIDTH, WIDTH, std=projection_std),
             prefix + "mlp.c_proj.bias": torch.zeros(WIDTH),
         })
     state.update({"ln_f.weight": torch.ones(WIDTH), "ln_f.bias": torch.zeros(WIDTH)})
     return state
 
 
-def plant_defects(state: dict[str, torch.Tensor]) -> None:
+def plant_defects(state: dict[str, torch.Tensor], seed: int = 1) -> None:
+    generator = torch.Generator().manual_seed(seed)
     state["h.2.attn.c_proj.weight"][5, 17] = float("nan")
+    # Condition number 2e5: singular values spread geometrically, same Frobenius norm as before.
+    u, _ = torch.linalg.qr(torch.randn(WIDTH, WIDTH, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(WIDTH, WIDTH, generator=generator, dtype=torch.float64))
+    singular = torch.logspace(0, -torch.log10(torch.tensor(2e5)).item(), WIDTH, dtype=torch.float64)
+    singular *= float(state["h.3.attn.c_proj.weight"].norm()) / float(singular.norm())
+    state["h.3.attn.c_proj.weight"] = ((u * singular) @ v.T).float()
+    # Outlier features, as trained transformers grow them: 15% of the hidden dimensions 20× larger.
+    outlier_dims = torch.randperm(WIDTH, generator=generator)[: int(0.15 * WIDTH)]
+    state["wpe.weight"][:, outlier_dims] *= 20
+    state["h.0.mlp.c_proj.weight"] *= 20
+    state["h.3.mlp.c_fc.weight"] = state["h.2.mlp.c_fc.weight"].clone()
+    state["h.3.attn.c_attn.weight"] = torch.randn(WIDTH, 3 * WIDTH, generator=generator) * 0.02
     state["h.1.mlp.c_fc.weight"][:, [7, 42, 99]] = 0.0  # Conv1D (in, out): output units are columns
 
 
