@@ -18,4 +18,5 @@ BUILTIN = (
     "duplicate_tensor",    # WL502
     "constant_tensor",     # WL503
     "untrained_layer",     # WL601
+    "suppressions",        # WL010 WL011
 )

@@ -35,7 +35,7 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    if context.options(RULE) is None or not tensor.is_judged or stats.finite["nonfinite_count"]:
+    if context.options(RULE, tensor) is None or not tensor.is_judged or stats.finite["nonfinite_count"]:
         return None
     norms = stats.norms
     if norms["min"] != norms["max"]:

@@ -40,7 +40,7 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE)
+    options = context.options(RULE, tensor)
     if options is None or not tensor.is_matrix:
         return None
     rows, columns = stats.sparsity["zero_rows"], stats.sparsity["zero_columns"]

@@ -37,20 +37,20 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
     # Hash while the data is loaded; the model hook compares the digests.
-    if context.options(RULE) is not None and tensor.is_matrix:
+    if context.options(RULE, tensor) is not None and tensor.is_matrix:
         stats.content_hash  # noqa: B018 - computed and cached for weightlint_check_model
     return None
 
 
 @hookimpl
 def weightlint_check_model(model, context):
-    if context.options(RULE) is None:
+    if not context.active(RULE):
         return None
     groups = defaultdict(list)
     for record in model.records:
         stats = model.stats_of(record)
         norms = stats.get("norms", {})
-        if "content_hash" in stats and norms.get("min") != norms.get("max"):
+        if "content_hash" in stats and norms.get("min") != norms.get("max") and context.options(RULE, record) is not None:
             groups[(record.metadata.get("source"), stats["content_hash"])].append(record)
     findings = []
     for members in groups.values():

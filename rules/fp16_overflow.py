@@ -44,7 +44,7 @@ def weightlint_rules():
 def weightlint_check_tensor(tensor, stats, context):
     import torch
 
-    options = context.options(RULE)
+    options = context.options(RULE, tensor)
     if options is None or not tensor.is_judged or tensor.dtype == torch.float16:
         return None
     precision = stats.precision

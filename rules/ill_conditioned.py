@@ -18,6 +18,8 @@ Computes every singular value of the weight matrix once (float64; a real SVD whe
 spans more than 1e6, since a Gram matrix cannot resolve σmin there) and reports the condition
 number σmax/σmin. A σmin that is zero to float64 precision gives an infinite condition number; the
 message then gives the numerical rank (singular values above σmax·max(m, n)·eps(float32)).
+All-zero rows and columns (dead units, reported by WL501) are left out: they only add zero singular
+values, and the condition number is that of the live part of the matrix.
 """,
     why_bad="""
 A large condition number means the layer amplifies some input directions enormously more than
@@ -49,7 +51,7 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE)
+    options = context.options(RULE, tensor)
     if options is None or not tensor.is_matrix or stats.norms["min"] == stats.norms["max"]:
         return None  # a constant matrix is WL503's finding
     spectral = stats.spectral

@@ -43,7 +43,7 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE)
+    options = context.options(RULE, tensor)
     if options is None or not tensor.is_matrix or tensor.numel < options["min_size"]:
         return None
     quantization = stats.quantization

@@ -33,7 +33,7 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    if context.options(RULE) is None or not tensor.is_judged:
+    if context.options(RULE, tensor) is None or not tensor.is_judged:
         return None
     finite = stats.finite
     if finite["nonfinite_count"] == 0:

@@ -65,25 +65,28 @@ def _groups(model):
 
 @hookimpl
 def weightlint_check_model(model, context):
-    options = context.options(RULE)
-    if options is None:
+    if not context.active(RULE):
         return None
+    options = context.options(RULE) or RULE.thresholds
     findings = []
     for (_, role, _), members in _groups(model).items():
         if len(members) < options["min_siblings"]:
             continue
         for index, (record, log_rms) in enumerate(members):
+            local = context.options(RULE, record)
+            if local is None:
+                continue
             others = [value for j, (_, value) in enumerate(members) if j != index]
             center = statistics.median(others)
-            spread = max(1.4826 * statistics.median(abs(v - center) for v in others), options["min_scale"])
+            spread = max(1.4826 * statistics.median(abs(v - center) for v in others), local["min_scale"])
             z = (log_rms - center) / spread
             ratio = math.exp(log_rms - center)
-            if abs(z) <= options["z"] or 1 / options["ratio"] <= ratio <= options["ratio"]:
+            if abs(z) <= local["z"] or 1 / local["ratio"] <= ratio <= local["ratio"]:
                 continue
             direction = "exploding" if ratio > 1 else "vanishing"
             findings.append(RULE.finding(
                 f"RMS {number(math.exp(log_rms))} is {number(ratio)}× the median of its {len(others)} siblings "
                 f"{role} ({number(math.exp(center))}); robust z = {number(z)}: {direction}",
-                tensor=record, value=ratio, threshold=options["ratio"] if ratio > 1 else 1 / options["ratio"],
+                tensor=record, value=ratio, threshold=local["ratio"] if ratio > 1 else 1 / local["ratio"],
                 z_score=z, siblings=len(others), role=role))
     return findings

@@ -48,7 +48,7 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE)
+    options = context.options(RULE, tensor)
     if options is None or not tensor.is_matrix or min(tensor.matrix_shape) < options["min_rank"]:
         return None
     spectral = stats.spectral

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -17,6 +17,9 @@ from weightlint.record import TensorRecord
 from weightlint.rule import Rule
 from weightlint.sources import MemorySource, Problem, Source, resolve
 from weightlint.stats import TensorStats
+
+if TYPE_CHECKING:
+    from weightlint.configfile import RawConfig
 
 # Cheap groups every judged tensor reports, whatever rules ran (one pass over the data each).
 ALWAYS_COMPUTED = ("finite", "norms", "sparsity")
@@ -67,6 +70,9 @@ class Report:
     seconds: float
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
+    suppressed: list[Finding] = field(default_factory=list)
+    baselined: list[Finding] = field(default_factory=list)
+    baseline_fixed: int = 0
 
     @property
     def parameter_count(self) -> int:
@@ -123,6 +129,10 @@ class Report:
             "seconds": round(self.seconds, 3),
             "device": self.device,
             "interrupted": self.interrupted,
+            "suppressed": len(self.suppressed),
+            **({"config": self.config.source} if self.config.source else {}),
+            **({"baseline": {"file": self.config.baseline, "known": len(self.baselined),
+                             "disappeared": self.baseline_fixed}} if self.config.baseline else {}),
         }
 
     def model(self) -> dict[str, Any]:
@@ -179,14 +189,19 @@ class Session:
     """One run over some targets with one configuration."""
 
     def __init__(self, targets: Sequence[Any], config: Config | None = None,
-                 progress: Callable[[TensorRecord | None, int, int], None] | None = None) -> None:
+                 progress: Callable[[TensorRecord | None, int, int], None] | None = None,
+                 config_file: "RawConfig | None" = None) -> None:
+        from weightlint import configfile
+
         self.config = config or Config()
-        self.device = resolve_device(self.config.device)
-        self.manager = build_plugin_manager(self.config.plugins)
+        self.manager = build_plugin_manager(self.config.plugins + configfile.plugins_of(config_file))
         self.rules = collect_rules(self.manager)
+        if config_file is not None:
+            configfile.apply(config_file, self.config, self.rules)
+        self.device = resolve_device(self.config.device)
         self.context = CheckContext(self.config, self.rules, self.device)
         self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
-            group for rule in self.rules.values() if self.context.options(rule) is not None for group in rule.statistics)))
+            group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)))
         self.paths, self.sources = _sources_for(targets)
         self.progress = progress
 
@@ -223,7 +238,9 @@ class Session:
             view = ModelView(records=records, tensor_stats=stats_by_key, findings=list(report.findings),
                              sources=self.sources)
             report.findings.extend(self._call("weightlint_check_model", "the model", [dict(model=view)]))
-        report.findings = self._filter(report.findings)
+        report.findings = self._suppress(self._filter(report.findings), report)
+        if self.config.baseline:
+            report.findings = self._apply_baseline(report.findings, report)
         report.findings.sort(key=lambda f: f.sort_key)
         report.seconds = time.perf_counter() - started
         return report
@@ -263,15 +280,50 @@ class Session:
         return findings
 
     def _filter(self, findings: list[Finding]) -> list[Finding]:
+        """Selection and severity overrides, per tensor (overrides apply in order)."""
         kept = []
         for finding in findings:
+            config = self.config.for_tensor(finding.tensor, finding.file, self.rules)
             rule = self.rules.get(finding.code)
-            if rule is not None and not self.config.is_selected(rule):
+            if rule is not None and not config.is_selected(rule):
                 continue
-            override = self.config.rules.get(finding.code, {}).get("severity")
-            if override:
-                finding.severity = Severity.parse(override)
+            severity = config.severity_for(finding.code)
+            if severity is not None:
+                finding.severity = severity
             kept.append(finding)
+        return kept
+
+    def _suppress(self, findings: list[Finding], report: "Report") -> list[Finding]:
+        """Drop findings a suppression accepts; report unused (WL010) and expired (WL011) entries."""
+        if not self.config.suppress:
+            return findings
+        active = [s for s in self.config.suppress if not s.expired()]
+        kept = []
+        for finding in findings:
+            match = next((s for s in active if s.matches(finding, self.rules)), None)
+            if match is None:
+                kept.append(finding)
+            else:
+                match.used += 1
+                report.suppressed.append(finding)
+        file = self.config.source
+        for entry in self.config.suppress:
+            rule = self.rules.get("WL011" if entry.expired() else "WL010")
+            if rule is None or not self.config.is_selected(rule) or (entry.used and not entry.expired()):
+                continue
+            what = f"suppression of {entry.rule} for {entry.tensor.text}"
+            message = (f"{what} expired on {entry.expires.isoformat()}; its findings are reported again"
+                       if entry.expired() else f"{what} matched no finding")
+            kept.append(rule.finding(f"{message} ({entry.where})", file=file, reason=entry.reason))
+        return kept
+
+    def _apply_baseline(self, findings: list[Finding], report: "Report") -> list[Finding]:
+        from weightlint.baseline import finding_key, read_baseline
+
+        known = read_baseline(self.config.baseline)
+        kept = [f for f in findings if finding_key(f) not in known]
+        report.baselined = [f for f in findings if finding_key(f) in known]
+        report.baseline_fixed = len(known - {finding_key(f) for f in findings})
         return kept
 
     @staticmethod
@@ -279,16 +331,26 @@ class Session:
         return record.name if record.name not in existing else _key(record)
 
 
-def check(*targets: Any, config: Config | None = None, **settings: Any) -> Report:
+def check(*targets: Any, config: Config | None = None, config_file: str | None = None, **settings: Any) -> Report:
     """Lint checkpoints from Python: paths, ``nn.Module`` objects or dicts of tensors.
 
-    ``settings`` are :class:`Config` fields (``fail_on="warning"``, ``device="cpu"`` …).
+    ``settings`` are :class:`Config` fields (``fail_on="warning"``, ``device="cpu"`` …), which
+    override ``config_file`` (a ``weightlint.yaml`` or ``pyproject.toml``; the API does not search
+    for one unless told: pass ``config_file="auto"`` to discover it as the command line does).
     """
+    from weightlint import configfile
+
     if config is None:
         if "fail_on" in settings:
             settings["fail_on"] = Severity.parse(settings["fail_on"])
         config = Config(**settings)
-    return Session(list(targets), config).run()
+        config.explicit = set(settings)
+    raw = None
+    if config_file == "auto":
+        raw = configfile.resolve(None, isolated=False)
+    elif config_file is not None:
+        raw = configfile.resolve(config_file, isolated=False)
+    return Session(list(targets), config, config_file=raw).run()
 
 
 __all__ = ["Session", "Report", "ModelView", "check", "UsageError", "RuleError"]

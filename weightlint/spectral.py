@@ -107,17 +107,27 @@ def marchenko_pastur_spikes(eigenvalues: np.ndarray, shape: tuple[int, int]) -> 
             "lambda_max_ratio": float(scaled.max())}
 
 
-def spectral_group(values: torch.Tensor, shape: tuple[int, int]) -> dict[str, Any]:
-    """The ``spectral`` statistics of a matrix of ``shape`` (outputs, inputs) from its singular values."""
+def spectral_group(values: torch.Tensor, shape: tuple[int, int], dead_rows: int = 0,
+                   dead_columns: int = 0) -> dict[str, Any]:
+    """The ``spectral`` statistics of a matrix of ``shape`` (outputs, inputs) from its singular values.
+
+    All-zero rows and columns (dead units, WL501's finding) only add zero singular values: the
+    condition number is that of the live part, the min(m − dead rows, n − dead columns) largest
+    singular values, so a dead unit is not also reported as an infinitely ill-conditioned matrix.
+    """
     sv = values.double().cpu().numpy()
     total_rank = min(shape)
-    sv_max, sv_min = float(sv[0]), float(sv[-1])
+    live_shape = (shape[0] - dead_rows, shape[1] - dead_columns)
+    live_rank = max(min(live_shape), 1)
+    sv_max, sv_min = float(sv[0]), float(sv[live_rank - 1])
     group: dict[str, Any] = {"sv_max": sv_max, "sv_min": sv_min, "total_rank": total_rank}
+    if live_rank < total_rank:
+        group["live_rank"] = live_rank
     if sv_max == 0:
         group.update(condition_number=None, stable_rank=0.0, stable_rank_ratio=0.0, effective_rank=0.0,
                      numerical_rank=0)
         return group
-    exact_zero = sv_min <= sv_max * max(shape) * FLOAT64_EPS
+    exact_zero = sv_min <= sv_max * max(live_shape) * FLOAT64_EPS
     stable = float(np.sum(sv**2) / sv_max**2)
     group.update(
         condition_number=math.inf if exact_zero else sv_max / sv_min,

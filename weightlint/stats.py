@@ -158,7 +158,8 @@ class TensorStats:
             return {}
         if self.nonfinite_mask is not None:
             return {"skipped": "non-finite values"}
-        return spectral_group(self.singular_values, tuple(self.matrix.shape))
+        return spectral_group(self.singular_values, tuple(self.matrix.shape),
+                              dead_rows=len(self.sparsity["zero_rows"]), dead_columns=len(self.sparsity["zero_columns"]))
 
     @cached_property
     def quantization(self) -> dict[str, Any]:
