@@ -534,28 +534,23 @@ def test_demo(cli, tmp_path):
     result = cli("demo", "--dir", str(folder))
     assert result.returncode == 0, result.stderr
     assert (folder / "model.safetensors").is_file()
-    planted = json.loads((folder / "PLANTED.json").read_text())
-    assert set(planted) == {"h.2.attn.c_proj.weight", "h.1.mlp.c_fc.weight"}
-    lines = result.stdout.splitlines()
-
-    def findings_of(tensor: str) -> list[str]:
-        start = lines.index(f"  {tensor}") + 1
-        block = []
-        for line in lines[start:]:
-            if not line.startswith("    "):
-                break
-            block.append(line.strip())
-        return block
-
-    nan = [line for line in findings_of("h.2.attn.c_proj.weight") if line.startswith("WL100")]
-    assert len(nan) == 1 and nan[0].startswith("WL100 error") and "1 NaN" in nan[0] and "[5, 17]" in nan[0]
-    dead = [line for line in findings_of("h.1.mlp.c_fc.weight") if line.startswith("WL501")]
-    assert len(dead) == 1 and dead[0].startswith("WL501 info") and "rows 7, 42, 99" in dead[0]
-    # No other tensor has a WL100 or WL501 finding.
-    flagged = [line for line in lines if line.strip().startswith(("WL100", "WL501"))]
-    assert len(flagged) == 2
-    assert CLOSING.match(lines[-1])
     assert str(folder) in result.stderr
+    lines = result.stdout.splitlines()
+    assert CLOSING.match(lines[-1])
+    planted = json.loads((folder / "PLANTED.json").read_text())
+    # Every planted defect is reported on its tensor with the rule and severity the demo names …
+    document = json.loads(cli(str(folder), "--format", "json").stdout)
+    found = {(f["tensor"], f["code"], f["severity"]) for f in document["findings"]}
+    for tensor, what in planted.items():
+        code, severity = re.search(r"\((WL\d{3}) (\w+)", what).groups()
+        assert (tensor, code, severity) in found, (tensor, what)
+    # … and no error or warning lands anywhere else (the duplicate's original is named too).
+    loud = {f["tensor"] for f in document["findings"] if f["severity"] in ("error", "warning")}
+    assert loud <= set(planted) | {"h.2.mlp.c_fc.weight"}
+    nan = next(f for f in document["findings"] if f["code"] == "WL100")
+    assert nan["tensor"] == "h.2.attn.c_proj.weight" and nan["location"] == {"index": [5, 17]}
+    dead = next(f for f in document["findings"] if f["code"] == "WL501")
+    assert dead["location"] == {"rows": [7, 42, 99], "columns": []}
 
 
 # -- rules and explain --------------------------------------------------------------------------

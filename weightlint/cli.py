@@ -17,7 +17,11 @@ from weightlint._version import __version__
 from weightlint.exitcodes import ExitCode
 
 COMMANDS = ("check", "demo", "rules", "explain")
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "junit", "sarif", "github", "markdown")
+RULE_FORMATS = ("text", "json")
+# Side outputs: written next to the main output, whatever its format (as pytest's --junitxml).
+SIDE_OUTPUTS = (("--junit-xml", "junit_xml", "junit"), ("--json", "json_file", "json"),
+                ("--sarif", "sarif_file", "sarif"), ("--markdown", "markdown_file", "markdown"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,13 +37,28 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    parser.add_argument("--format", choices=FORMATS, default="text",
+                        help="output format: text, json, junit (JUnit XML), sarif (SARIF 2.1.0), github "
+                             "(GitHub Actions annotations), markdown (default: text)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
-    parser.add_argument("--fail-on", choices=("info", "warning", "error"), default="error",
+    side = parser.add_argument_group("side outputs", "extra reports written to files, with any --format")
+    side.add_argument("--junit-xml", "--junitxml", dest="junit_xml", metavar="FILE", help="also write JUnit XML to FILE")
+    side.add_argument("--json", dest="json_file", metavar="FILE", help="also write the JSON report to FILE")
+    side.add_argument("--sarif", dest="sarif_file", metavar="FILE", help="also write SARIF 2.1.0 to FILE")
+    side.add_argument("--markdown", dest="markdown_file", metavar="FILE",
+                      help="also write the Markdown summary to FILE (e.g. \"$GITHUB_STEP_SUMMARY\")")
+    parser.add_argument("--fail-on", choices=("info", "warning", "error"), default=None,
                         help="exit 1 when a finding is at or above this severity (default: error)")
-    parser.add_argument("--exit-zero", action="store_true",
+    parser.add_argument("--exit-zero", action="store_true", default=None,
                         help="exit 0 even with findings (usage and internal errors still exit 4 and 3)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto = cuda when available)")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto = cuda when available)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: the nearest weightlint.yaml, .weightlint.yaml or "
+                             "pyproject.toml [tool.weightlint] from the working directory upwards)")
+    parser.add_argument("--isolated", action="store_true", help="ignore every configuration file")
+    parser.add_argument("--baseline", metavar="FILE", default=None,
+                        help="report only findings that are not in this baseline (rule, file name, tensor)")
+    parser.add_argument("--write-baseline", metavar="FILE", help="record the findings of this run as a baseline")
     parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
                         help="load plugin module NAME; -p no:NAME disables a plugin or rule (code or name)")
     parser.add_argument("--select", action="append", metavar="CODES",
@@ -67,11 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", help="where to write the demo checkpoint (default: a new temporary folder)")
     _add_check_options(demo)
     rules = commands.add_parser("rules", help="list every rule")
-    rules.add_argument("--format", choices=FORMATS, default="text")
+    rules.add_argument("--format", choices=RULE_FORMATS, default="text")
     rules.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME")
     explain = commands.add_parser("explain", help="print a rule's documentation")
     explain.add_argument("code", help="rule code (WL101) or name (ill-conditioned)")
-    explain.add_argument("--format", choices=FORMATS, default="text")
+    explain.add_argument("--format", choices=RULE_FORMATS, default="text")
     explain.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME")
     return parser
 
@@ -90,15 +109,26 @@ def _use_color(choice: str, stream) -> bool:
 
 
 def _config(args):
+    """Settings from the command line; ``explicit`` names those the user gave, which the
+    configuration file must not override."""
     from weightlint.config import Config
     from weightlint.finding import Severity
 
-    config = Config(fail_on=Severity.parse(args.fail_on), device=args.device, plugins=list(args.plugins),
-                    exit_zero=args.exit_zero)
+    config = Config(plugins=list(args.plugins))
+    given = {"fail_on": args.fail_on, "device": args.device, "exit_zero": args.exit_zero, "baseline": args.baseline}
+    for name, value in given.items():
+        if value is not None:
+            setattr(config, name, Severity.parse(value) if name == "fail_on" else value)
+            config.explicit.add(name)
     if args.select:
         config.select = _split(args.select)
-    config.extend_select = _split(args.extend_select)
-    config.ignore = _split(args.ignore)
+        config.explicit.add("select")
+    if args.extend_select:
+        config.extend_select = _split(args.extend_select)
+        config.explicit.add("extend_select")
+    if args.ignore:
+        config.ignore = _split(args.ignore)
+        config.explicit.add("ignore")
     return config
 
 
@@ -122,31 +152,57 @@ class _Progress:
             self.bar.close()
 
 
-def _write(text: str, output: str | None) -> None:
+def _write(text: str, output: str | None, option: str = "--output") -> None:
     if output:
         from weightlint.runner import UsageError
 
         try:
             os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-            with open(output, "w", encoding="utf-8") as handle:
+            with open(output, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(text)
         except OSError as error:  # a bad --output is the user's to fix, not an internal error
-            raise UsageError(f"--output {output}: {error.strerror or error}") from None
+            raise UsageError(f"{option} {output}: {error.strerror or error}") from None
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def _side_outputs(args) -> list[tuple[str, str, str]]:
+    """(option, format, file) of every side output asked for; two outputs on one file are a usage error."""
+    from weightlint.runner import UsageError
+
+    wanted = [(option, fmt, getattr(args, dest)) for option, dest, fmt in SIDE_OUTPUTS if getattr(args, dest, None)]
+    seen: dict[str, str] = {os.path.abspath(args.output): "--output"} if args.output else {}
+    for option, _fmt, file in wanted:
+        other = seen.setdefault(os.path.abspath(file), option)
+        if other != option:
+            raise UsageError(f"{option} {file}: the same file as {other}")
+    return wanted
 
 
 def run_check(args, targets: Sequence[str]) -> int:
     from weightlint.reporters import render
     from weightlint.runner import Session
 
+    from weightlint import configfile
+
     config = _config(args)
+    raw = configfile.resolve(args.config, args.isolated)
+    side_outputs = _side_outputs(args)
     progress = _Progress(enabled=not args.quiet and args.format == "text" and sys.stderr.isatty())
-    report = Session(list(targets), config, progress=progress).run()
+    report = Session(list(targets), config, progress=progress, config_file=raw).run()
+    if args.write_baseline:
+        from weightlint.baseline import write_baseline
+
+        count = write_baseline(args.write_baseline, report.findings + report.baselined)
+        print(f"weightlint: wrote {count} findings to the baseline {args.write_baseline}", file=sys.stderr)
     to_terminal = args.output is None
     text = render(report, args.format, color=to_terminal and _use_color(args.color, sys.stdout),
                   verbose=args.verbose, quiet=args.quiet)
+    # Every report is written whatever the exit code (--exit-zero included); the code never depends
+    # on the formats.
+    for option, fmt, file in side_outputs:
+        _write(render(report, fmt), file, option)
     _write(text, args.output)
     if report.interrupted:
         print("!!! interrupted: the report covers the tensors checked so far !!!", file=sys.stderr)
@@ -194,7 +250,7 @@ def run_explain(args) -> int:
         print(f"weightlint explain: unknown rule {wanted!r}{hint}", file=sys.stderr)
         return int(ExitCode.USAGE_ERROR)
     if args.format == "json":
-        print(json.dumps(rule.to_dict(), indent=2))
+        print(json.dumps({**rule.to_dict(), "documentation": rule.documentation()}, indent=2))
     else:
         print(rule.documentation(), end="")
     return 0
@@ -227,10 +283,12 @@ def _dispatch(args) -> int:
 
 
 def _handle_error(error: Exception, show_traceback: bool) -> int:
+    from weightlint.baseline import BaselineError
+    from weightlint.configfile import ConfigError
     from weightlint.plugins import PluginError
     from weightlint.runner import UsageError
 
-    if isinstance(error, (UsageError, PluginError)):
+    if isinstance(error, (UsageError, PluginError, ConfigError, BaselineError)):
         print(f"weightlint: error: {error}", file=sys.stderr)
         return int(ExitCode.USAGE_ERROR)
     if show_traceback:

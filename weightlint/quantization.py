@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 MAD_TO_SIGMA = 1.4826
@@ -25,63 +26,79 @@ INT8_MAX = 127
 def median(flat: torch.Tensor) -> float:
     """The statistical median (mean of the two middle values for an even count), as NumPy's.
 
-    ``torch.median`` returns the lower middle value instead, which shifts boundary decisions.
+    ``torch.median`` returns the lower middle value instead, which shifts boundary decisions. On
+    the CPU NumPy's introselect finds both middle values in one pass.
     """
     count = flat.numel()
     middle = count // 2
-    if count % 2:
-        return float(flat.kthvalue(middle + 1).values)
-    return (float(flat.kthvalue(middle).values) + float(flat.kthvalue(middle + 1).values)) / 2
+    kth = [middle] if count % 2 else [middle - 1, middle]
+    if flat.device.type == "cpu":
+        parted = np.partition(flat.numpy(), kth)
+        picked = [float(parted[k]) for k in kth]
+    else:
+        picked = [float(flat.kthvalue(k + 1).values) for k in kth]
+    return sum(picked) / len(picked)
 
 
 def robust_center_scale(flat: torch.Tensor) -> tuple[float, float, str]:
     center = median(flat)
-    scale = MAD_TO_SIGMA * median((flat - center).abs())
+    deviations = (flat - center).abs_()
+    scale = MAD_TO_SIGMA * median(deviations)
     if scale > 0:
         return center, scale, "median/MAD"
-    mean = float(flat.mean(dtype=torch.float64)) if flat.dtype != torch.float64 else float(flat.mean())
-    std = float(flat.double().std(unbiased=False)) if flat.numel() > 1 else 0.0
+    mean = float(torch.sum(flat)) / flat.numel()
+    deviations = flat - mean
+    std = (float(torch.sum(deviations.mul_(deviations))) / flat.numel()) ** 0.5
     return mean, std, "mean/std"
 
 
-# Up to this many values the outlier statistics run in float64 (128 MB), beyond it in float32.
-FLOAT64_UP_TO = 1 << 24
-
-
 def outlier_share(flat: torch.Tensor, sigmas: float = 3.0) -> tuple[float, dict[str, Any]]:
-    if flat.numel() <= FLOAT64_UP_TO:
-        flat = flat.double()
+    """Computed in the tensor's precision (float32): a value within ~1e-7 (relative) of the 3σ
+    boundary may land on the other side than in float64."""
     center, scale, method = robust_center_scale(flat)
     if scale == 0:
         return 0.0, {"center": center, "scale": 0.0, "scale_method": method}
-    count = int(((flat - center).abs() > sigmas * scale).sum())
+    count = int(torch.count_nonzero((flat - center).abs_() > sigmas * scale))
     return 100.0 * count / flat.numel(), {"center": center, "scale": scale, "scale_method": method}
 
 
-def sqnr_db(matrix: torch.Tensor, per_channel: bool) -> float | None:
-    """int8 symmetric absmax SQNR in dB; None for an all-zero matrix, inf when q(w) = w exactly."""
-    absmax = matrix.abs().amax(dim=1, keepdim=True) if per_channel else matrix.abs().max()
-    if float(absmax.max()) == 0:
-        return None
-    scale = absmax / INT8_MAX
-    safe_scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    quantized = torch.clamp(torch.round(matrix / safe_scale), -INT8_MAX, INT8_MAX) * safe_scale
-    signal = float(torch.sum(matrix * matrix, dtype=torch.float64))
-    error = matrix - quantized
-    noise = float(torch.sum(error * error, dtype=torch.float64))
+def sqnr_db(matrix: torch.Tensor, per_channel: bool, signal: float | None = None,
+            absmax: float | None = None) -> float | None:
+    """int8 symmetric absmax SQNR in dB; None for an all-zero matrix, inf when q(w) = w exactly.
+
+    ``signal`` (Σw²) and ``absmax`` may be passed in when already known (the shared norms).
+    """
+    if per_channel:
+        low, high = torch.aminmax(matrix, dim=1, keepdim=True)
+        row_max = torch.maximum(-low, high)
+        if float(row_max.max()) == 0:
+            return None
+        scale = torch.where(row_max > 0, row_max / INT8_MAX, torch.ones_like(row_max))
+    else:
+        absmax = float(matrix.abs().max()) if absmax is None else absmax
+        if absmax == 0:
+            return None
+        scale = absmax / INT8_MAX
+    error = torch.div(matrix, scale)
+    error.round_().clamp_(-INT8_MAX, INT8_MAX).mul_(scale).sub_(matrix)
+    noise = float(torch.sum(error.mul_(error)))
+    if signal is None:
+        signal = float(torch.sum(matrix * matrix))
     if noise == 0:
         return math.inf
     return 10.0 * math.log10(signal / noise)
 
 
-def kurtosis(flat: torch.Tensor) -> float | None:
+def kurtosis(flat: torch.Tensor, mean: float | None = None) -> float | None:
     """Pearson kurtosis E[(x−μ)⁴]/σ⁴ (3 for a Gaussian)."""
-    values = flat.double() if flat.numel() <= 1 << 24 else flat
-    centered = values - values.mean(dtype=torch.float64) if values.dtype != torch.float64 else values - values.mean()
-    second = float(torch.mean(centered * centered, dtype=torch.float64))
+    if mean is None:
+        mean = float(torch.sum(flat)) / flat.numel()
+    squared = flat - mean
+    squared.mul_(squared)
+    second = float(torch.sum(squared)) / flat.numel()
     if second == 0:
         return None
-    fourth = float(torch.mean((centered * centered) ** 2, dtype=torch.float64))
+    fourth = float(torch.sum(squared.mul_(squared))) / flat.numel()
     return fourth / second**2
 
 
@@ -98,13 +115,22 @@ def recommend(outliers: float, per_tensor: float | None, per_channel: float | No
     return "int8-per-channel"
 
 
-def quantization_group(matrix: torch.Tensor) -> dict[str, Any]:
-    flat = matrix.reshape(-1)
+def quantization_group(matrix: torch.Tensor, norms: dict[str, Any] | None = None,
+                       flat: torch.Tensor | None = None) -> dict[str, Any]:
+    """Quantization statistics of a finite matrix (outputs × inputs).
+
+    ``norms`` (l2, max_abs, mean_abs, mean) and ``flat`` (the values in storage order, contiguous)
+    are passed in by the shared statistics when known, so nothing is computed twice.
+    """
+    flat = matrix.reshape(-1) if flat is None else flat
+    if norms is None:
+        absolute = flat.abs()
+        norms = {"l2": float(torch.sum(flat * flat)) ** 0.5, "max_abs": float(absolute.max()),
+                 "mean_abs": float(torch.sum(absolute)) / flat.numel(), "mean": float(torch.sum(flat)) / flat.numel()}
     share, robust = outlier_share(flat)
-    per_tensor = sqnr_db(matrix, per_channel=False)
-    per_channel = sqnr_db(matrix, per_channel=True)
-    absolute = flat.abs()
-    mean_abs = float(absolute.mean(dtype=torch.float64)) if flat.dtype != torch.float64 else float(absolute.mean())
+    signal = norms["l2"] ** 2
+    per_tensor = sqnr_db(matrix, per_channel=False, signal=signal, absmax=norms["max_abs"])
+    per_channel = sqnr_db(matrix, per_channel=True, signal=signal)
     return {
         "extreme_outlier_percentage": share,
         "outlier_center": robust["center"],
@@ -112,7 +138,7 @@ def quantization_group(matrix: torch.Tensor) -> dict[str, Any]:
         "outlier_scale_method": robust["scale_method"],
         "sqnr_db": per_tensor,
         "sqnr_db_per_channel": per_channel,
-        "dynamic_range": float(absolute.max()) / mean_abs if mean_abs > 0 else None,
-        "kurtosis": kurtosis(flat),
+        "dynamic_range": norms["max_abs"] / norms["mean_abs"] if norms["mean_abs"] > 0 else None,
+        "kurtosis": kurtosis(flat, norms["mean"]),
         "recommended": recommend(share, per_tensor, per_channel),
     }
