@@ -277,6 +277,7 @@ def test_unreadable_baseline_is_a_usage_error(model, capsys):
     ("suppress:\n  - {rule: WL999, tensor: x, reason: r}\n", 2, r"suppress\[0\].rule: unknown rule"),
     ("device: tpu\n", 1, r"device: expected auto, cpu or cuda"),
     ("exit-zero: maybe\n", 1, r"exit-zero: expected true or false"),
+    ("jobs: 0\n", 1, r"jobs: expected a positive number"),
     ("- just\n- a list\n", 1, r"the file must be a mapping"),
     ("fail-on: [unclosed\n", 2, r"invalid YAML"),
 ])

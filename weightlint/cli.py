@@ -52,6 +52,8 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-zero", action="store_true", default=None,
                         help="exit 0 even with findings (usage and internal errors still exit 4 and 3)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto = cuda when available)")
+    parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                        help="tensors checked in parallel (default: every core; BLAS threads are shared out)")
     parser.add_argument("--config", metavar="FILE",
                         help="configuration file (default: the nearest weightlint.yaml, .weightlint.yaml or "
                              "pyproject.toml [tool.weightlint] from the working directory upwards)")
@@ -115,7 +117,8 @@ def _config(args):
     from weightlint.finding import Severity
 
     config = Config(plugins=list(args.plugins))
-    given = {"fail_on": args.fail_on, "device": args.device, "exit_zero": args.exit_zero, "baseline": args.baseline}
+    given = {"fail_on": args.fail_on, "device": args.device, "exit_zero": args.exit_zero, "baseline": args.baseline,
+             "jobs": args.jobs}
     for name, value in given.items():
         if value is not None:
             setattr(config, name, Severity.parse(value) if name == "fail_on" else value)
@@ -145,7 +148,8 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="tensor", file=sys.stderr, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit="param", unit_scale=True, file=sys.stderr, leave=False,
+                            dynamic_ncols=True, desc="weightlint")
         self.bar.n = position
         self.bar.set_postfix_str(record.name[-40:] if record is not None else "", refresh=True)
         if record is None:

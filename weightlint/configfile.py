@@ -22,7 +22,7 @@ from weightlint.rule import Rule
 
 FILE_NAMES = ("weightlint.yaml", ".weightlint.yaml")
 SEVERITIES = ("info", "warning", "error")
-TOP_KEYS = ("fail-on", "device", "select", "extend-select", "ignore", "rules", "overrides", "suppress",
+TOP_KEYS = ("fail-on", "device", "jobs", "select", "extend-select", "ignore", "rules", "overrides", "suppress",
             "plugins", "baseline", "exit-zero")
 OVERRIDE_KEYS = ("tensors", "files", "select", "extend-select", "ignore", "rules")
 SUPPRESS_KEYS = ("rule", "tensor", "file", "reason", "expires")
@@ -340,6 +340,11 @@ def apply(raw: RawConfig, config: Config, rules: dict[str, Rule]) -> Config:
         if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
             raise raw.error(("device",), f"expected auto, cpu or cuda, got {device!r}")
         config.device = device
+    if "jobs" in data and unset("jobs"):
+        jobs = data["jobs"]
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise raw.error(("jobs",), f"expected a positive number of parallel jobs, got {jobs!r}")
+        config.jobs = jobs
     if "exit-zero" in data and unset("exit_zero"):
         if not isinstance(data["exit-zero"], bool):
             raise raw.error(("exit-zero",), f"expected true or false, got {data['exit-zero']!r}")

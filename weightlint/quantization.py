@@ -23,42 +23,48 @@ MAD_TO_SIGMA = 1.4826
 INT8_MAX = 127
 
 
-def median(flat: torch.Tensor) -> float:
+def median(flat: torch.Tensor, scratch: bool = False) -> float:
     """The statistical median (mean of the two middle values for an even count), as NumPy's.
 
     ``torch.median`` returns the lower middle value instead, which shifts boundary decisions. On
-    the CPU NumPy's introselect finds both middle values in one pass.
+    the CPU NumPy's introselect finds both middle values in one pass; with ``scratch=True`` the
+    caller's temporary is partitioned in place instead of copied.
     """
     count = flat.numel()
     middle = count // 2
     kth = [middle] if count % 2 else [middle - 1, middle]
     if flat.device.type == "cpu":
-        parted = np.partition(flat.numpy(), kth)
+        array = flat.numpy()
+        if scratch:
+            array.partition(kth)
+            parted = array
+        else:
+            parted = np.partition(array, kth)
         picked = [float(parted[k]) for k in kth]
     else:
         picked = [float(flat.kthvalue(k + 1).values) for k in kth]
     return sum(picked) / len(picked)
 
 
-def robust_center_scale(flat: torch.Tensor) -> tuple[float, float, str]:
+def outlier_share(flat: torch.Tensor, sigmas: float = 3.0) -> tuple[float, dict[str, Any]]:
+    """Share (%) of values beyond ``sigmas`` robust σ, with the centre and scale used.
+
+    Computed in the tensor's precision (float32), with one temporary the size of the tensor: a
+    value within ~1e-7 (relative) of the 3σ boundary may land on the other side than in float64.
+    """
     center = median(flat)
     deviations = (flat - center).abs_()
-    scale = MAD_TO_SIGMA * median(deviations)
-    if scale > 0:
-        return center, scale, "median/MAD"
-    mean = float(torch.sum(flat)) / flat.numel()
-    deviations = flat - mean
-    std = (float(torch.sum(deviations.mul_(deviations))) / flat.numel()) ** 0.5
-    return mean, std, "mean/std"
-
-
-def outlier_share(flat: torch.Tensor, sigmas: float = 3.0) -> tuple[float, dict[str, Any]]:
-    """Computed in the tensor's precision (float32): a value within ~1e-7 (relative) of the 3σ
-    boundary may land on the other side than in float64."""
-    center, scale, method = robust_center_scale(flat)
+    scale = MAD_TO_SIGMA * median(deviations, scratch=True)  # reorders the temporary; counts don't care
+    method = "median/MAD"
+    if scale == 0:
+        method = "mean/std"
+        center = float(torch.sum(flat)) / flat.numel()
+        torch.sub(flat, center, out=deviations)
+        scale = (float(torch.sum(deviations * deviations)) / flat.numel()) ** 0.5
+        deviations.abs_()
     if scale == 0:
         return 0.0, {"center": center, "scale": 0.0, "scale_method": method}
-    count = int(torch.count_nonzero((flat - center).abs_() > sigmas * scale))
+    count = int(torch.count_nonzero(deviations > sigmas * scale))
     return 100.0 * count / flat.numel(), {"center": center, "scale": scale, "scale_method": method}
 
 

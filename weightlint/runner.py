@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -185,8 +185,42 @@ def _flatten(results: Iterable[Any]) -> list[Finding]:
     return findings
 
 
+class _Budget:
+    """A counting semaphore over tensor sizes (number of values in flight)."""
+
+    def __init__(self, capacity: int) -> None:
+        import threading
+
+        self.capacity = capacity
+        self.free = capacity
+        self.condition = threading.Condition()
+
+    def acquire(self, weight: int) -> None:
+        weight = min(weight, self.capacity)
+        with self.condition:
+            while self.free < weight:
+                self.condition.wait(timeout=0.2)  # a timeout keeps Ctrl-C responsive
+            self.free -= weight
+
+    def release(self, weight: int) -> None:
+        with self.condition:
+            self.free += min(weight, self.capacity)
+            self.condition.notify_all()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Session:
     """One run over some targets with one configuration."""
+
+    # Values (not bytes) that may be in flight at once, beyond the largest tensor: ~32M float32
+    # values with their temporaries stay well under 1 GB.
+    budget_values = 1 << 25
 
     def __init__(self, targets: Sequence[Any], config: Config | None = None,
                  progress: Callable[[TensorRecord | None, int, int], None] | None = None,
@@ -199,6 +233,8 @@ class Session:
         if config_file is not None:
             configfile.apply(config_file, self.config, self.rules)
         self.device = resolve_device(self.config.device)
+        self.cores = available_cores()
+        self.jobs = max(1, self.config.jobs or (self.cores if self.device == "cpu" else 2))
         self.context = CheckContext(self.config, self.rules, self.device)
         self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
             group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)))
@@ -221,14 +257,12 @@ class Session:
                         notes=[note for source in self.sources for note in source.notes])
         stats_by_key: dict[str, dict[str, Any]] = {}
         try:
-            for position, record in enumerate(records):
-                if self.progress:
-                    self.progress(record, position, len(records))
-                computed = self._check_tensor(record, report.findings, problems)
+            for record, (findings, computed, problem) in self._stream(records):
+                report.findings.extend(findings)
+                if problem is not None:
+                    problems.append(problem)
                 stats_by_key[_key(record)] = computed
                 report.tensors[self._tensor_key(record, report.tensors)] = {**record.describe(), **computed}
-            if self.progress:
-                self.progress(None, len(records), len(records))
         except KeyboardInterrupt:
             report.interrupted = True
         # Problems with files are known before any tensor is checked: report them even when interrupted.
@@ -245,23 +279,86 @@ class Session:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _check_tensor(self, record: TensorRecord, findings: list[Finding], problems: list[Problem]) -> dict:
+    def _stream(self, records: list[TensorRecord]) -> Iterator[tuple[TensorRecord, tuple]]:
+        """Check every record, ``jobs`` at a time, yielding results in record order.
+
+        Tensors in flight are bounded by a budget of values (at least the largest tensor), so peak
+        memory grows with the largest tensor and the number of jobs, not with the model. One more
+        task than jobs runs so that reading the next tensor overlaps computing the current one.
+        """
+        total = sum(record.numel for record in records) or 1
+        done = 0
+
+        def advance(record: TensorRecord | None) -> None:
+            nonlocal done
+            if record is not None:
+                done += record.numel
+            if self.progress:
+                self.progress(record, done, total)
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, self.cores // self.jobs))
+        try:
+            if self.jobs == 1:
+                for record in records:
+                    result = self._check_tensor(record)
+                    advance(record)
+                    yield record, result
+            else:
+                yield from self._stream_parallel(records, advance)
+            advance(None)
+        finally:
+            torch.set_num_threads(torch_threads)
+
+    def _stream_parallel(self, records, advance) -> Iterator[tuple[TensorRecord, tuple]]:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        largest = max((r.numel for r in records if r.is_judged), default=0)
+        budget = _Budget(max(largest, self.budget_values))
+        pool = ThreadPoolExecutor(max_workers=self.jobs + 1, thread_name_prefix="weightlint")
+        pending: deque = deque()
+
+        def task(record: TensorRecord, weight: int):
+            try:
+                return self._check_tensor(record)
+            finally:
+                budget.release(weight)
+
+        try:
+            for record in records:
+                weight = record.numel if record.is_judged else 0
+                budget.acquire(weight)
+                pending.append((record, pool.submit(task, record, weight)))
+                while pending and pending[0][1].done():
+                    head, future = pending.popleft()
+                    advance(head)
+                    yield head, future.result()
+            while pending:
+                head, future = pending.popleft()
+                result = future.result()
+                advance(head)
+                yield head, result
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _check_tensor(self, record: TensorRecord) -> tuple[list[Finding], dict, Problem | None]:
+        """Statistics and per-tensor rules for one record: (findings, computed statistics, problem)."""
         if not record.is_judged:
-            return {}
+            return [], {}, None
         stats = TensorStats(record, self.device)
         try:
-            for group in self.groups:
-                getattr(stats, group)
+            stats.values  # noqa: B018 - reads the data; a failure here is the file's, not ours
         except (KeyboardInterrupt, MemoryError):
             raise
-        except Exception as error:  # the data itself could not be read
-            problems.append(Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name))
-            return {}
-        findings.extend(self._call("weightlint_check_tensor", f"tensor {record.name}",
-                                   [dict(tensor=record, stats=stats)]))
+        except Exception as error:
+            return [], {}, Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name)
+        for group in self.groups:
+            getattr(stats, group)
+        findings = self._call("weightlint_check_tensor", f"tensor {record.name}", [dict(tensor=record, stats=stats)])
         computed = stats.computed()
         stats.release()
-        return computed
+        return findings, computed, None
 
     def _call(self, hook_name: str, where: str, calls: list[dict]) -> list[Finding]:
         hook = getattr(self.manager.hook, hook_name)

@@ -28,13 +28,32 @@ def singular_values(matrix: torch.Tensor) -> torch.Tensor:
     SVD when the spectrum spans more than ``GRAM_CONDITION_LIMIT``, where the Gram route loses σmin.
     """
     wide = matrix.shape[0] < matrix.shape[1]
-    tall = (matrix.T if wide else matrix).to(torch.float64)
-    gram = tall.T @ tall
+    tall = matrix.T if wide else matrix
+    gram = gram_matrix(tall)
     eigenvalues = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0)
     values = eigenvalues.sqrt()
     if values[0] > 0 and values[-1] < values[0] / GRAM_CONDITION_LIMIT:
-        values = torch.linalg.svdvals(tall)
+        values = torch.linalg.svdvals(tall.to(torch.float64))
     return values
+
+
+# Rows of the tall matrix converted to float64 at a time: bounds the extra memory to ~32 MB.
+GRAM_CHUNK_ELEMENTS = 1 << 22
+
+
+def gram_matrix(tall: torch.Tensor) -> torch.Tensor:
+    """AᵀA in float64 for a tall A, accumulated over row blocks so that the float64 copy of A is
+    never made whole."""
+    rows, cols = tall.shape
+    step = max(1, GRAM_CHUNK_ELEMENTS // max(cols, 1))
+    if step >= rows:
+        block = tall.to(torch.float64)
+        return block.T @ block
+    gram = torch.zeros(cols, cols, dtype=torch.float64, device=tall.device)
+    for start in range(0, rows, step):
+        block = tall[start:start + step].to(torch.float64)
+        gram.addmm_(block.T, block)
+    return gram
 
 
 def numerical_rank(values: np.ndarray, shape: tuple[int, int], eps: float = FLOAT32_EPS) -> int:

@@ -43,15 +43,15 @@ class TensorStats:
 
     # -- data ---------------------------------------------------------------------------------
     @cached_property
-    def raw(self) -> torch.Tensor:
-        """The tensor as stored (original dtype, on the CPU)."""
-        return self.record.load()
-
-    @cached_property
     def values(self) -> torch.Tensor:
-        """The tensor as float32 (float64 kept) on the device; NaN and Inf preserved."""
-        dtype = torch.float64 if self.raw.dtype == torch.float64 else torch.float32
-        return self.raw.to(device=self.device, dtype=dtype)
+        """The tensor as float32 (float64 kept) on the device; NaN and Inf preserved.
+
+        Only this copy is kept: float16/bfloat16/float8 → float32 is exact and one-to-one, so every
+        statistic (the content digest included) can be computed from it.
+        """
+        raw = self.record.load()
+        dtype = torch.float64 if raw.dtype == torch.float64 else torch.float32
+        return raw.to(device=self.device, dtype=dtype)
 
     @cached_property
     def extremes(self) -> tuple[float, float]:
@@ -131,18 +131,13 @@ class TensorStats:
             "l2": square_sum**0.5,
             "rms": (square_sum / count) ** 0.5,
             "max_abs": max_abs,
-            "mean_abs": float(torch.sum(self.magnitude)) / count,
+            "mean_abs": float(torch.sum(finite.abs())) / count,
             "mean": mean,
             "std": variance**0.5,
             "min": low,
             "max": high,
             **({"finite_only": True} if self.nonfinite_mask is not None else {}),
         }
-
-    @cached_property
-    def magnitude(self) -> torch.Tensor:
-        """|w| of the finite values, shared by the norms and the fp16 checks."""
-        return self.finite_values.abs()
 
     @cached_property
     def sparsity(self) -> dict[str, Any]:
@@ -163,7 +158,7 @@ class TensorStats:
     @cached_property
     def precision(self) -> dict[str, Any]:
         """What a cast to fp16 would do: values that overflow to ±Inf, non-zeros that flush to 0."""
-        magnitude = self.magnitude
+        magnitude = self.finite_values.abs()
         zeros = self.sparsity["zero_count"]
         nonzero = magnitude.numel() - zeros
         overflow = int(torch.count_nonzero(magnitude >= FP16_INF_FROM)) if self.norms["max_abs"] >= FP16_INF_FROM else 0
@@ -203,10 +198,10 @@ class TensorStats:
         """A digest of the stored bytes, dtype and shape: equal digests mean identical tensors."""
         import hashlib
 
-        raw = self.raw.detach().contiguous().cpu()
+        values = self.values.detach().contiguous().cpu()
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(f"{raw.dtype}{tuple(raw.shape)}".encode())
-        digest.update(raw.reshape(-1).view(torch.uint8).numpy().data)
+        digest.update(f"{self.record.dtype}{tuple(self.record.shape)}".encode())
+        digest.update(values.reshape(-1).view(torch.uint8).numpy().data)
         return digest.hexdigest()
 
     # -- reporting ----------------------------------------------------------------------------
@@ -223,5 +218,5 @@ class TensorStats:
 
     def release(self) -> None:
         """Drop the tensor data; the computed statistics stay."""
-        for name in ("raw", "values", "nonfinite_mask", "finite_values", "matrix", "singular_values", "magnitude"):
+        for name in ("values", "nonfinite_mask", "finite_values", "matrix", "singular_values"):
             self.__dict__.pop(name, None)

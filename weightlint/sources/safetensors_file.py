@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -22,35 +24,70 @@ for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), (
         DTYPES[_name] = getattr(torch, _attr)
 
 
-def header_problem(path: str) -> str | None:
-    """Check the header by hand so that a corrupt file gets a precise reason."""
+def read_header(path: str) -> tuple[dict, int]:
+    """The header of a safetensors file and where its data starts; ValueError says what is wrong."""
     try:
         with open(path, "rb") as handle:
             raw_length = handle.read(8)
             if len(raw_length) < 8:
-                return "file is shorter than the 8-byte safetensors header length"
+                raise ValueError("file is shorter than the 8-byte safetensors header length")
             (length,) = struct.unpack("<Q", raw_length)
             handle.seek(0, 2)
             size = handle.tell()
             if length > size - 8:
-                return f"header length {length} exceeds the file size {size}"
+                raise ValueError(f"header length {length} exceeds the file size {size}")
             handle.seek(8)
             header = json.loads(handle.read(length))
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        return f"bad header: {short_reason(error)}"
+    except OSError as error:
+        raise ValueError(f"cannot read: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"bad header: {short_reason(error)}") from None
     if not isinstance(header, dict):
-        return "bad header: not a JSON object"
+        raise ValueError("bad header: not a JSON object")
     end = 0
     for name, entry in header.items():
         if name == "__metadata__":
             continue
         try:
-            end = max(end, int(entry["data_offsets"][1]))
+            begin, finish = (int(offset) for offset in entry["data_offsets"])
+            if not 0 <= begin <= finish:
+                raise ValueError
+            end = max(end, finish)
         except (KeyError, TypeError, ValueError, IndexError):
-            return f"bad header entry for tensor {name!r}"
+            raise ValueError(f"bad header entry for tensor {name!r}") from None
     if 8 + length + end > size:
-        return f"truncated: tensors need {8 + length + end} bytes, the file has {size}"
+        raise ValueError(f"truncated: tensors need {8 + length + end} bytes, the file has {size}")
+    return header, 8 + length
+
+
+def header_problem(path: str) -> str | None:
+    """Why the file is not a readable safetensors file, or None."""
+    try:
+        read_header(path)
+    except ValueError as error:
+        return str(error)
     return None
+
+
+def read_bytes_into(path: str, offset: int, target: torch.Tensor) -> None:
+    """Fill a uint8 tensor from the file at ``offset`` with plain reads (no memory map: a scan's
+    resident memory then holds the tensors in flight, not every page of the file it touched)."""
+    view = memoryview(target.numpy()).cast("B")
+    with open(path, "rb", buffering=0) as handle:
+        handle.seek(offset)
+        done = 0
+        while done < len(view):
+            count = handle.readinto(view[done:])
+            if not count:
+                raise EOFError(f"unexpected end of file at byte {offset + done}")
+            done += count
+
+
+def load_tensor(path: str, offset: int, nbytes: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    buffer = torch.empty(nbytes, dtype=torch.uint8)
+    if nbytes:
+        read_bytes_into(path, offset, buffer)
+    return buffer.view(dtype).reshape(shape)
 
 
 class SafetensorsSource(Source):
@@ -62,34 +99,50 @@ class SafetensorsSource(Source):
         yield from read_safetensors(self._real_path)
 
 
-def read_safetensors(path: str, only: set[str] | None = None) -> Iterator[Item]:
-    """Records for the tensors of one file (all, or the names in ``only``)."""
+def _validate_with_library(path: str) -> str | None:
+    """The safetensors library's own checks (overlaps, alignment …), without keeping it open."""
     from safetensors import safe_open
 
+    try:
+        with safe_open(path, framework="pt"):
+            pass
+    except Exception as error:  # safetensors raises its own error types
+        return short_reason(error)
+    return None
+
+
+def read_safetensors(path: str, only: set[str] | None = None) -> Iterator[Item]:
+    """Records for the tensors of one file (all, or the names in ``only``), in file order."""
     shown = display_path(path)
-    problem = header_problem(path)
-    if problem is None:
-        try:
-            handle = safe_open(path, framework="pt")
-        except Exception as error:  # safetensors raises its own error types
-            problem = short_reason(error)
+    try:
+        header, data_start = read_header(path)
+        problem = _validate_with_library(path)
+    except ValueError as error:
+        problem = str(error)
     if problem is not None:
         yield Problem("unreadable", shown, f"not a valid safetensors file: {problem}")
         return
-    for name in handle.keys():
+    entries = sorted(((name, entry) for name, entry in header.items() if name != "__metadata__"),
+                     key=lambda item: item[1]["data_offsets"][0])
+    for name, entry in entries:
         if only is not None and name not in only:
             continue
-        tensor_slice = handle.get_slice(name)
-        dtype_name = tensor_slice.get_dtype()
-        dtype = DTYPES.get(dtype_name)
+        dtype = DTYPES.get(entry.get("dtype"))
         if dtype is None:
-            yield Problem("unreadable", shown, f"tensor dtype {dtype_name} is not supported", tensor=name)
+            yield Problem("unreadable", shown, f"tensor dtype {entry.get('dtype')} is not supported", tensor=name)
+            continue
+        shape = tuple(int(size) for size in entry.get("shape", ()))
+        begin, end = (int(offset) for offset in entry["data_offsets"])
+        expected = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        if end - begin != expected:
+            yield Problem("unreadable", shown, f"tensor data is {end - begin} bytes, its dtype and shape need "
+                                               f"{expected}", tensor=name)
             continue
         yield TensorRecord(
             name=name,
-            shape=tuple(tensor_slice.get_shape()),
+            shape=shape,
             dtype=dtype,
             file=shown,
-            load=lambda name=name: handle.get_tensor(name),
+            load=partial(load_tensor, path, data_start + begin, end - begin, dtype, shape),
             format="safetensors",
         )
