@@ -52,7 +52,7 @@ def weightlint_check_tensor(tensor, stats, context):
     overflow = precision["fp16_overflow_count"]
     if options.get("overflow_count") is not None and overflow > options["overflow_count"]:
         findings.append(RULE.finding(
-            f"{overflow} values are beyond fp16's range (|w| ≥ 65520, max |w| {number(stats.norms['max_abs'])}) and become ±Inf in fp16",
+            f"{overflow} {'value is' if overflow == 1 else 'values are'} beyond fp16's range (|w| ≥ 65520, max |w| {number(stats.norms['max_abs'])}) and become ±Inf in fp16",
             tensor=tensor, value=overflow, threshold=options["overflow_count"]))
     underflow = precision["fp16_underflow_percentage"]
     if options.get("underflow_percentage") is not None and underflow > options["underflow_percentage"]:
