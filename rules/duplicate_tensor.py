@@ -3,7 +3,8 @@
 from collections import defaultdict
 
 from weightlint import Rule, Severity, hookimpl
-from weightlint.roles import declared_tied
+from weightlint.architecture import annotate_sources
+from weightlint.roles import records_tied
 
 RULE = Rule(
     code="WL502",
@@ -15,7 +16,10 @@ RULE = Rule(
 Hashes every weight matrix's stored bytes (BLAKE2b over dtype, shape and data) during the stream and
 reports groups of identical tensors in one checkpoint. Pairs that models tie on purpose — an input
 embedding and an output head (`wte`/`lm_head`, `embed_tokens`/`lm_head`, `word_embeddings`/
-`decoder`, T5's `shared`) — are not reported, and neither are constant tensors (WL503's job).
+`decoder`, T5's `shared`) — are not reported, and neither are constant tensors (WL503's job). In a
+folder with a `config.json` that `transformers` can build, the model decides instead: tensors it
+ties (`tie_word_embeddings`) are not reported, and an embedding identical to an output head the
+config declares untied is.
 """,
     why_bad="""
 Two independently trained layers are never identical. A copy means a merge or conversion script
@@ -46,6 +50,7 @@ def weightlint_check_tensor(tensor, stats, context):
 def weightlint_check_model(model, context):
     if not context.active(RULE):
         return None
+    annotate_sources(model.sources, model.records)  # architecture-declared ties; idempotent
     groups = defaultdict(list)
     for record in model.records:
         stats = model.stats_of(record)
@@ -55,7 +60,7 @@ def weightlint_check_model(model, context):
     findings = []
     for members in groups.values():
         for record in members:
-            copies = [other.name for other in members if other is not record and not declared_tied(record.name, other.name)]
+            copies = [other.name for other in members if other is not record and not records_tied(record, other)]
             if copies:
                 findings.append(RULE.finding(f"identical to {', '.join(copies)}", tensor=record,
                                              value=len(copies) + 1, duplicates=copies))

@@ -153,13 +153,22 @@ def zip_not_torch() -> str:
     return "archive.pt"
 
 
+def truncated_gguf_bytes() -> bytes:
+    """A GGUF v3 header announcing one 4×4 F32 tensor (64 bytes) followed by only 10 data bytes."""
+    name = b"w"
+    header = (b"GGUF" + struct.pack("<IQQ", 3, 1, 0) + struct.pack("<Q", len(name)) + name
+              + struct.pack("<I", 2) + struct.pack("<QQ", 4, 4) + struct.pack("<IQ", 0, 0))
+    header += b"\0" * (-len(header) % 32)
+    return header + b"\1" * 10
+
+
 def gguf_file() -> str:
-    Path("model.gguf").write_bytes(b"GGUF" + struct.pack("<I", 3) + b"\0" * 64)
+    Path("model.gguf").write_bytes(truncated_gguf_bytes())
     return "model.gguf"
 
 
 def gguf_magic_unknown_suffix() -> str:
-    Path("model.q4").write_bytes(b"GGUF" + struct.pack("<I", 3) + b"\0" * 64)
+    Path("model.q4").write_bytes(truncated_gguf_bytes())
     return "model.q4"
 
 
@@ -183,8 +192,8 @@ BAD_FILES = {
     torch_saved_list: "no tensors found",
     torch_saved_scalars: "no tensors found",
     zip_not_torch: "not a PyTorch checkpoint",
-    gguf_file: "not readable by this build",
-    gguf_magic_unknown_suffix: "not readable by this build",
+    gguf_file: "not a valid GGUF file: truncated",
+    gguf_magic_unknown_suffix: "not a valid GGUF file: truncated",
     unknown_extension_junk: "unrecognized file format",
 }
 
@@ -221,7 +230,8 @@ def test_gguf_message():
     report = check(gguf_file())
     (error,) = report.findings
     assert error.code == "WL001"
-    assert error.message == "GGUF files are not readable by this build of weightlint"
+    assert error.message == ("not a valid GGUF file: truncated: the file is 106 bytes but its tensor data runs "
+                             "to byte 160 (1 of 1 tensors cut off, first 'w')")
     assert report.exit_code == ExitCode.FINDINGS
 
 

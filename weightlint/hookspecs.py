@@ -29,8 +29,10 @@ def weightlint_check_tensor(tensor, stats, context):
     :param tensor: the :class:`weightlint.TensorRecord` (name, shape, dtype, file).
     :param stats: the tensor's :class:`weightlint.TensorStats`, shared by every rule: ask it for
         statistics instead of computing them, so that each is computed once.
-    :param context: the :class:`weightlint.CheckContext`; ``context.options(RULE)`` gives the
-        rule's thresholds, or ``None`` when the rule is not selected for this tensor.
+    :param context: the :class:`weightlint.CheckContext`; ``context.options(RULE, tensor)`` gives
+        the rule's thresholds for this tensor (configuration overrides applied), or ``None`` when the
+        rule is not selected for it. Hooks run in worker threads (``--jobs``): keep them free of
+        shared mutable state.
     :return: a finding, a list of findings, or ``None``.
     """
 
@@ -39,8 +41,9 @@ def weightlint_check_tensor(tensor, stats, context):
 def weightlint_check_model(model, context):
     """Check the whole model once every tensor has streamed past.
 
-    :param model: the :class:`weightlint.ModelView`: every record and the statistics that were
-        computed for it (the tensor data itself is gone).
+    :param model: the :class:`weightlint.ModelView`: every record, the statistics that were
+        computed for it (the tensor data itself is gone) and the sources. ``context.active(RULE)``
+        says whether the rule runs at all; ``context.options(RULE, record)`` gives per-tensor options.
     :return: a list of findings or ``None``.
     """
 

@@ -1,7 +1,9 @@
 """What a tensor's name says about its role: depth-independent role, norm scales, tied weights.
 
-Name-based on purpose: it works for any checkpoint without the model's code. (Folders with a
-``config.json`` can refine it with the architecture.)
+Name-based on purpose: it works for any checkpoint without the model's code. Records of a folder
+with a ``config.json`` that ``transformers`` can build carry what the model says instead
+(``weightlint/architecture.py`` sets ``metadata["architecture_key"]``, ``["tied_with"]``,
+``["module_type"]``, ``["module_kind"]`` and the layout); the record-level helpers below prefer it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ _NORM = re.compile(r"(^|\.)(\w*norm\w*|ln_?\d*|ln_f|ln_\w+|layer_norm\w*)\.weigh
 _TIED_LEAVES = (
     "wte.weight", "embed_tokens.weight", "word_embeddings.weight", "shared.weight", "tok_embeddings.weight",
     "embed_in.weight", "lm_head.weight", "decoder.weight", "output.weight", "embed_out.weight",
+    "token_embd.weight",  # GGUF (llama.cpp) names: token_embd ↔ output
 )
 
 
@@ -29,3 +32,22 @@ def is_norm_scale(name: str, ndim: int) -> bool:
 def declared_tied(first: str, second: str) -> bool:
     """Two names that are conventionally the same tensor (embedding ↔ output head)."""
     return first.endswith(_TIED_LEAVES) and second.endswith(_TIED_LEAVES)
+
+
+def records_tied(first, second) -> bool:
+    """Two records that are the same tensor by design.
+
+    When both records know their place in the model (a buildable ``config.json``), the model
+    decides: GPT-2's ``lm_head`` is tied to ``wte`` because ``tie_word_embeddings`` is true, Llama's
+    is not unless the config says so. Otherwise the naming convention of :func:`declared_tied`.
+    """
+    first_key = first.metadata.get("architecture_key")
+    second_key = second.metadata.get("architecture_key")
+    if first_key is not None and second_key is not None:
+        return second_key in first.metadata.get("tied_with", ())
+    return declared_tied(first.name, second.name)
+
+
+def module_kind(record) -> str | None:
+    """``linear``, ``conv1d``, ``embedding``, ``norm``, ``conv`` or ``other`` from the model; None when unknown."""
+    return record.metadata.get("module_kind")

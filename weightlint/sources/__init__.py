@@ -11,8 +11,10 @@ import os
 from typing import Iterator
 
 from weightlint.sources.base import Item, Problem, Source, display_path
+from weightlint.sources.gguf_file import GGUFSource
 from weightlint.sources.huggingface import INDEX_NAMES, ShardedSource
 from weightlint.sources.memory import MemorySource
+from weightlint.sources.onnx_file import OnnxSource
 from weightlint.sources.safetensors_file import SafetensorsSource
 from weightlint.sources.torch_pickle import TorchPickleSource
 
@@ -24,7 +26,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf", ".onnx")
 TRAINER_STATE = ("training_args.bin", "optimizer*.pt", "optimizer*.bin", "scheduler*.pt", "scheduler*.bin",
                  "rng_state*.pth", "scaler*.pt", "random_states*.pkl")
 
-__all__ = ["Item", "Problem", "Source", "MemorySource", "resolve", "CHECKPOINT_SUFFIXES"]
+__all__ = ["Item", "Problem", "Source", "MemorySource", "GGUFSource", "OnnxSource", "resolve", "CHECKPOINT_SUFFIXES"]
 
 
 class UnsupportedSource(Source):
@@ -64,14 +66,14 @@ def source_for_file(path: str) -> Source:
         return TorchPickleSource(path)
     kind = _sniff(path)
     if kind == "gguf" or name.endswith(".gguf"):
-        return UnsupportedSource(path, "GGUF files are not readable by this build of weightlint", "gguf")
+        return GGUFSource(path)
     if name.endswith(".onnx"):
-        return UnsupportedSource(path, "ONNX files are not readable by this build of weightlint", "onnx")
+        return OnnxSource(path)
     if kind == "safetensors":
         return SafetensorsSource(path)
     if kind == "pytorch":
         return TorchPickleSource(path)
-    return UnsupportedSource(path, "unrecognized file format (not safetensors, PyTorch or GGUF)", "unknown")
+    return UnsupportedSource(path, "unrecognized file format (not safetensors, PyTorch, GGUF or ONNX)", "unknown")
 
 
 def _folder_sources(folder: str) -> list[Source]:
@@ -125,7 +127,28 @@ def resolve(path: str | os.PathLike) -> list[Source]:
     """Sources for one path. Raises FileNotFoundError for a path that does not exist."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        return _folder_sources(path)
+        return _with_architecture_notes(_folder_sources(path))
     if os.path.isfile(path):
-        return [source_for_file(path)]
+        return _with_architecture_notes([source_for_file(path)])
     raise FileNotFoundError(path)
+
+
+def _with_architecture_notes(sources: list[Source]) -> list[Source]:
+    """A ``config.json`` whose model cannot be built is said once, as a note of its first source.
+
+    Reading the config here also builds the model skeleton (cached) that the architecture rules
+    and :func:`weightlint.architecture.annotate_sources` use; transformers is imported only when a
+    folder has a ``config.json`` naming a model type.
+    """
+    from weightlint.architecture import COMPARED_FORMATS, architecture_for, find_config
+
+    seen: set[str] = set()
+    for source in sources:
+        config = find_config(source.path) if source.format in COMPARED_FORMATS else None
+        if config is None or os.path.abspath(config) in seen:
+            continue
+        seen.add(os.path.abspath(config))
+        note = architecture_for(config).note
+        if note and note not in source.notes:
+            source.notes.append(note)
+    return sources
