@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from weightlint.architecture import annotate_sources
 from weightlint.config import CheckContext, Config
 from weightlint.exitcodes import ExitCode
 from weightlint.finding import Finding, Severity
@@ -252,6 +253,7 @@ class Session:
                     records.append(item)
                 else:
                     problems.append(item)
+        annotate_sources(self.sources, records)  # module types, layouts and ties from config.json, before any rule
         report = Report(paths=self.paths, sources=self.sources, records=records, findings=[],
                         tensors={}, rules=self.rules, config=self.config, device=self.device, seconds=0.0,
                         notes=[note for source in self.sources for note in source.notes])
