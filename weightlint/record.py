@@ -12,6 +12,8 @@ import torch
 # Buffers that are tensors in a state dict but not trained weights.
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "position_ids", "attention_mask")
 # Hugging Face ``Conv1D`` stores its weight as (in_features, out_features): GPT-2 family names.
+# Record metadata worth a line in the JSON report (module type from config.json, GGUF storage type).
+_DESCRIBED_METADATA = ("module_type", "gguf_type", "nested_under", "external_data")
 _CONV1D_NAME = re.compile(r"(^|\.)(c_attn|c_proj|c_fc|q_attn)\.weight$")
 
 
@@ -80,4 +82,5 @@ class TensorRecord:
             "parameters": self.numel,
             "judged": self.is_judged,
             **({"layout": "in_out"} if self.is_matrix and self.is_in_out else {}),
+            **{key: self.metadata[key] for key in _DESCRIBED_METADATA if self.metadata.get(key) is not None},
         }
