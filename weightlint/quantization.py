@@ -23,6 +23,40 @@ MAD_TO_SIGMA = 1.4826
 INT8_MAX = 127
 
 
+# From this many values, order statistics come from a histogram and a small exact selection
+# (three vectorized passes) instead of a partition of the whole tensor.
+HISTOGRAM_SELECT_FROM = 1 << 20
+HISTOGRAM_BINS = 1 << 16
+
+
+def _select_by_histogram(flat: torch.Tensor, kth: list[int]) -> list[float] | None:
+    """The k-th smallest values (0-based, exact) via a histogram: find the bins that hold them,
+    count what lies below, and sort only the values in that window. None when it cannot tell."""
+    low, high = (float(v) for v in torch.aminmax(flat))
+    if not (math.isfinite(low) and math.isfinite(high)) or low == high:
+        return None if low != high else [low] * len(kth)
+    histogram = torch.histc(flat, bins=HISTOGRAM_BINS, min=low, max=high)
+    cumulative = torch.cumsum(histogram.double(), 0)
+    first = int(torch.searchsorted(cumulative, torch.tensor(float(min(kth) + 1), dtype=torch.float64)))
+    last = int(torch.searchsorted(cumulative, torch.tensor(float(max(kth) + 1), dtype=torch.float64)))
+    width = (high - low) / HISTOGRAM_BINS
+    # One bin of slack on each side: histc's float binning need not match these edges exactly.
+    start = low + max(first - 1, 0) * width
+    stop = low + min(last + 2, HISTOGRAM_BINS) * width
+    below = int(torch.count_nonzero(flat < start))
+    window = flat[(flat >= start) & (flat <= stop)]
+    if window.numel() > max(1 << 22, flat.numel() // 8):
+        return None  # a pathological distribution: let the partition do it
+    ordered = torch.sort(window).values
+    picked = []
+    for k in kth:
+        index = k - below
+        if not 0 <= index < ordered.numel():
+            return None
+        picked.append(float(ordered[index]))
+    return picked
+
+
 def median(flat: torch.Tensor, scratch: bool = False) -> float:
     """The statistical median (mean of the two middle values for an even count), as NumPy's.
 
@@ -33,6 +67,10 @@ def median(flat: torch.Tensor, scratch: bool = False) -> float:
     count = flat.numel()
     middle = count // 2
     kth = [middle] if count % 2 else [middle - 1, middle]
+    if count >= HISTOGRAM_SELECT_FROM:
+        picked = _select_by_histogram(flat, kth)
+        if picked is not None:
+            return sum(picked) / len(picked)
     if flat.device.type == "cpu":
         array = flat.numpy()
         if scratch:

@@ -37,9 +37,18 @@ def _index(flat_index: int, shape: tuple[int, ...]) -> list[int]:
 class TensorStats:
     """Statistics of one judged tensor on one device."""
 
-    def __init__(self, record: TensorRecord, device: str | torch.device = "cpu") -> None:
+    def __init__(self, record: TensorRecord, device: str | torch.device = "cpu",
+                 values: torch.Tensor | None = None) -> None:
         self.record = record
         self.device = torch.device(device)
+        if values is not None:  # read ahead by the runner
+            self.__dict__["values"] = values
+
+    @staticmethod
+    def load_values(record: TensorRecord, device: str | torch.device) -> torch.Tensor:
+        raw = record.load()
+        dtype = torch.float64 if raw.dtype == torch.float64 else torch.float32
+        return raw.to(device=device, dtype=dtype)
 
     # -- data ---------------------------------------------------------------------------------
     @cached_property
@@ -49,9 +58,7 @@ class TensorStats:
         Only this copy is kept: float16/bfloat16/float8 → float32 is exact and one-to-one, so every
         statistic (the content digest included) can be computed from it.
         """
-        raw = self.record.load()
-        dtype = torch.float64 if raw.dtype == torch.float64 else torch.float32
-        return raw.to(device=self.device, dtype=dtype)
+        return self.load_values(self.record, self.device)
 
     @cached_property
     def extremes(self) -> tuple[float, float]:
