@@ -28,10 +28,14 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
-def _json_number(value: Any) -> Any:
-    """JSON has no NaN/Infinity; keep them readable as strings."""
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN/Infinity: write them as the strings "nan", "inf", "-inf", at any depth."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
     return value
 
 
@@ -58,8 +62,8 @@ class Finding:
             "file": self.file,
             "tensor": self.tensor,
             "message": self.message,
-            "value": _json_number(self.value),
-            "threshold": _json_number(self.threshold),
+            "value": json_safe(self.value),
+            "threshold": json_safe(self.threshold),
             "location": self.location,
             **({"extra": self.extra} if self.extra else {}),
         }

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from weightlint._version import __version__
+from weightlint.finding import json_safe
 
 SCHEMA_VERSION = 1
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/Infinity: write them as the strings "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(item) for item in value]
-    return value
-
-
 def document(report) -> dict[str, Any]:
-    return _clean({
+    return json_safe({
         "schema": SCHEMA_VERSION,
         "weightlint": __version__,
         "model": report.model(),

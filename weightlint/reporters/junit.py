@@ -15,7 +15,7 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 from weightlint._version import __version__
 from weightlint.formatting import number
 from weightlint.reporters._common import Case, is_at_or_above, suites
-from weightlint.reporters.json_report import _clean
+from weightlint.finding import json_safe
 
 
 def _details(finding) -> str:
@@ -28,7 +28,7 @@ def _details(finding) -> str:
     if finding.tensor is not None:
         lines.append(f"tensor: {finding.tensor}")
     if finding.location:
-        lines.append(f"location: {json.dumps(_clean(finding.location))}")
+        lines.append(f"location: {json.dumps(json_safe(finding.location))}")
     return "\n".join(lines) + "\n"
 
 

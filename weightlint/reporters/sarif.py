@@ -16,7 +16,7 @@ from urllib.parse import quote
 from weightlint._version import __version__
 from weightlint.finding import Finding
 from weightlint.reporters._common import SARIF_LEVELS, in_memory_labels, relative_path, rules_run
-from weightlint.reporters.json_report import _clean
+from weightlint.finding import json_safe
 from weightlint.rule import Rule
 
 SARIF_VERSION = "2.1.0"
@@ -35,7 +35,7 @@ def _rule_descriptor(rule: Rule) -> dict[str, Any]:
         "fullDescription": {"text": rule.what_it_does.strip()},
         "help": {"text": documentation, "markdown": documentation},
         "defaultConfiguration": {"level": SARIF_LEVELS[rule.severity]},
-        "properties": {"tags": ["weights"], "applies_to": rule.applies_to, "thresholds": _clean(dict(rule.thresholds))},
+        "properties": {"tags": ["weights"], "applies_to": rule.applies_to, "thresholds": json_safe(dict(rule.thresholds))},
     }
 
 
@@ -71,7 +71,7 @@ def _result(finding: Finding, rule_index: dict[str, int], in_memory: set[str]) -
         "message": {"text": text},
         "locations": [location] if location else [],
         "partialFingerprints": {FINGERPRINT: fingerprint(finding)},
-        "properties": _clean({
+        "properties": json_safe({
             "rule": finding.rule,
             "severity": str(finding.severity),
             "tensor": finding.tensor,
@@ -119,7 +119,7 @@ def document(report) -> dict[str, Any]:
             "originalUriBaseIds": {SOURCE_ROOT: {"uri": Path.cwd().as_uri().rstrip("/") + "/"}},
             "invocations": [invocation],
             "results": [_result(finding, rule_index, in_memory) for finding in report.findings],
-            "properties": {"summary": _clean(summary)},
+            "properties": {"summary": json_safe(summary)},
         }],
     }
 
