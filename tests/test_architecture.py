@@ -307,3 +307,22 @@ def test_keys_transformers_renames_or_fuses_while_loading(tmp_path):
     edit("mixtral", lambda tensors: tensors.pop(expert))  # a fused tensor stays present through its other parts
     edit("mixtral", lambda tensors: tensors.pop("model.layers.0.self_attn.q_proj.weight"))
     assert [(f.code, f.tensor) for f in check("mixtral").findings] == [("WL003", "model.layers.0.self_attn.q_proj.weight")]
+
+
+def test_without_architecture_rules_transformers_is_not_imported(tmp_path):
+    """`-p no:architecture` skips the skeleton, and with it the cost of importing transformers; merely
+    ignoring WL003–WL005 keeps the architecture awareness the other rules use (layouts, ties)."""
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"layer.weight": torch.randn(8, 8)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
+    probe = ("import sys, weightlint; from weightlint.cli import main; code = main(sys.argv[1:]); "
+             "print('transformers' in sys.modules, code)")
+    for options, imported in ((["-p", "no:architecture"], False), (["--ignore", "WL003,WL004,WL005"], True)):
+        result = subprocess.run([sys.executable, "-c", probe, str(tmp_path), "-q", "--select", "WL0,WL100", *options],
+                                capture_output=True, text=True, timeout=300)
+        assert result.stdout.split()[-2] == str(imported), (options, result.stdout, result.stderr)

@@ -443,7 +443,7 @@ def checkpoints(sources: Iterable[Any], records: Iterable[Any]) -> list[Checkpoi
     found: dict[str, Checkpoint] = {}
     by_source: dict[str, Checkpoint] = {}
     for source in sources:
-        if source.format not in COMPARED_FORMATS:
+        if source.format not in COMPARED_FORMATS or not getattr(source, "architecture", True):
             continue
         config = find_config(source.path)
         if config is None:

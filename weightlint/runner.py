@@ -157,12 +157,12 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _sources_for(targets: Iterable[Any]) -> tuple[list[str], list[Source]]:
+def _sources_for(targets: Iterable[Any], architecture: bool = True) -> tuple[list[str], list[Source]]:
     paths, sources = [], []
     for target in targets:
         if isinstance(target, (str, os.PathLike)):
             try:
-                found = resolve(target)
+                found = resolve(target, architecture=architecture)
             except FileNotFoundError:
                 raise UsageError(f"{os.fspath(target)}: no such file or directory") from None
             paths.append(os.fspath(target))
@@ -241,7 +241,11 @@ class Session:
         self.context = CheckContext(self.config, self.rules, self.device)
         self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
             group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)))
-        self.paths, self.sources = _sources_for(targets)
+        # The model skeleton from config.json — module types, layouts and ties for every rule, and
+        # WL003–WL005 — unless the architecture plugin is blocked (`-p no:architecture`), which also
+        # spares the import of transformers.
+        architecture = self.manager.get_plugin("architecture") is not None
+        self.paths, self.sources = _sources_for(targets, architecture)
         self.progress = progress
 
     def run(self) -> Report:

@@ -123,14 +123,23 @@ def _with_skipped_note(source: Source, folder: str) -> Source:
     return source
 
 
-def resolve(path: str | os.PathLike) -> list[Source]:
-    """Sources for one path. Raises FileNotFoundError for a path that does not exist."""
+def resolve(path: str | os.PathLike, architecture: bool = True) -> list[Source]:
+    """Sources for one path. Raises FileNotFoundError for a path that does not exist.
+
+    ``architecture=False`` skips reading ``config.json`` into a model skeleton.
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
-        return _with_architecture_notes(_folder_sources(path))
-    if os.path.isfile(path):
-        return _with_architecture_notes([source_for_file(path)])
-    raise FileNotFoundError(path)
+        sources = _folder_sources(path)
+    elif os.path.isfile(path):
+        sources = [source_for_file(path)]
+    else:
+        raise FileNotFoundError(path)
+    if not architecture:
+        for source in sources:
+            source.architecture = False
+        return sources
+    return _with_architecture_notes(sources)
 
 
 def _with_architecture_notes(sources: list[Source]) -> list[Source]:

@@ -45,6 +45,9 @@ class Source:
     format: str
     files: list[str]
     notes: list[str] = field(default_factory=list)
+    # Whether a config.json beside the source is built into a model skeleton (WL003–WL005, module
+    # types, ties); off when none of those rules is selected, so transformers is never imported.
+    architecture: bool = True
 
     def items(self) -> Iterator[Item]:  # pragma: no cover - overridden
         raise NotImplementedError
