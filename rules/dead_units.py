@@ -40,8 +40,8 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE, tensor)
-    if options is None or not tensor.is_matrix:
+    options = context.matrix_options(RULE, tensor)
+    if options is None:
         return None
     rows, columns = stats.sparsity["zero_rows"], stats.sparsity["zero_columns"]
     dead = max(len(rows), len(columns))

@@ -38,8 +38,8 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE, tensor)
-    if options is None or not tensor.is_matrix or tensor.numel < options["min_size"]:
+    options = context.matrix_options(RULE, tensor)
+    if options is None:
         return None
     quantization = stats.quantization
     dynamic_range = quantization.get("dynamic_range")

@@ -51,8 +51,8 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE, tensor)
-    if options is None or not tensor.is_matrix or stats.norms["min"] == stats.norms["max"]:
+    options = context.matrix_options(RULE, tensor)
+    if options is None or stats.norms["min"] == stats.norms["max"]:
         return None  # a constant matrix is WL503's finding
     spectral = stats.spectral
     condition = spectral.get("condition_number")

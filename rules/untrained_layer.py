@@ -48,8 +48,8 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    options = context.options(RULE, tensor)
-    if options is None or not tensor.is_matrix or min(tensor.matrix_shape) < options["min_rank"]:
+    options = context.matrix_options(RULE, tensor)
+    if options is None or min(tensor.matrix_shape) < options["min_rank"]:
         return None
     spectral = stats.spectral
     if spectral.get("mp_spikes") is None or spectral["mp_spikes"] > 0 or spectral["sv_max"] == 0:

@@ -189,6 +189,14 @@ class CheckContext:
         """Whether the rule runs for any tensor at all (model-level hooks ask this first)."""
         return self.config.may_select(rule)
 
+    def matrix_options(self, rule: Rule, tensor: Any) -> dict[str, Any] | None:
+        """The rule's options when it is selected for this tensor and the tensor is a weight matrix
+        of at least the rule's ``min_size`` values (when it has that option); otherwise None."""
+        options = self.options(rule, tensor)
+        if options is None or not tensor.is_matrix or tensor.numel < options.get("min_size", 0):
+            return None
+        return options
+
     def options(self, rule: Rule, tensor: Any = None) -> dict[str, Any] | None:
         """The rule's thresholds for this tensor (a TensorRecord), or None when it is not selected."""
         if tensor is None or not self.config.overrides:
