@@ -15,6 +15,7 @@ _LISTED = 5  # names shown in a summary message
 
 MISSING_WEIGHTS = Rule(
     code="WL003",
+    scope="run",
     name="missing-weights",
     severity=Severity.ERROR,
     summary="A tensor the model's config.json requires is not in the checkpoint.",
@@ -42,6 +43,7 @@ merge script's key mapping, or fix `config.json` if it describes a different mod
 
 UNEXPECTED_WEIGHTS = Rule(
     code="WL004",
+    scope="run",
     name="unexpected-weights",
     severity=Severity.WARNING,
     summary="A checkpoint tensor has no place in the model its config.json describes.",
@@ -65,6 +67,7 @@ adapters before exporting.
 
 SHAPE_MISMATCH = Rule(
     code="WL005",
+    scope="run",
     name="shape-mismatch",
     severity=Severity.ERROR,
     summary="A checkpoint tensor's shape differs from what the model's config.json implies.",

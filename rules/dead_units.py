@@ -8,6 +8,7 @@ RULE = Rule(
     name="dead-units",
     severity=Severity.INFO,
     summary="Output units (rows) or input features (columns) whose weights are all zero.",
+    scope="matrix",
     applies_to="weight matrices (2-D and up; conv kernels as out × in·kh·kw; HF Conv1D transposed)",
     thresholds={"min_dead": 1, "listed": 10},
     options_doc="`min_dead`: report when at least this many rows or columns are zero. "

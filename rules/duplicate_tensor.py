@@ -11,6 +11,7 @@ RULE = Rule(
     name="duplicate-tensor",
     severity=Severity.WARNING,
     summary="Two weight matrices of one checkpoint are bit-for-bit identical but not conventionally tied.",
+    scope="matrix",
     applies_to="non-constant weight matrices, compared within each checkpoint",
     what_it_does="""
 Hashes every weight matrix's stored bytes (BLAKE2b over dtype, shape and data) during the stream and

@@ -9,6 +9,7 @@ RULE = Rule(
     severity=Severity.INFO,
     summary="The largest weight is far larger than the typical one (max|w| / mean|w|), a heavy-tailed layer.",
     statistics=("quantization",),
+    scope="matrix",
     applies_to="weight matrices with at least `min_size` values",
     thresholds={"info": 100.0, "min_size": 4096},
     options_doc="`info`: dynamic range above which the rule reports. `min_size`: smaller tensors are skipped.",

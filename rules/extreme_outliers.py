@@ -9,6 +9,7 @@ RULE = Rule(
     severity=Severity.ERROR,
     summary="Too many weights lie beyond 3σ of the bulk: int8 quantization will lose the bulk's precision.",
     statistics=("quantization",),
+    scope="matrix",
     applies_to="weight matrices with at least `min_size` values",
     thresholds={"error": 10.0, "warning": 1.0, "warning_if_sqnr_below": 30.0, "min_size": 4096},
     options_doc="`error`, `warning`: outlier shares (%) for each severity (the guide's 10% and 1%). "

@@ -4,6 +4,7 @@ from weightlint import Rule, Severity, hookimpl
 
 UNREADABLE_FILE = Rule(
     code="WL001",
+    scope="file",
     name="unreadable-file",
     severity=Severity.ERROR,
     summary="A checkpoint file (or one tensor in it) cannot be read.",
@@ -27,6 +28,7 @@ checkouts run `git lfs pull`. Convert exotic formats to safetensors.
 
 UNSAFE_PICKLE = Rule(
     code="WL002",
+    scope="file",
     name="unsafe-pickle",
     severity=Severity.ERROR,
     summary="Loading the pickle would import or call code outside plain tensors and containers.",
@@ -54,6 +56,7 @@ alone: `torch.save(model.state_dict(), path)`, or better `safetensors.torch.save
 
 INDEX_MISMATCH = Rule(
     code="WL006",
+    scope="file",
     name="index-mismatch",
     severity=Severity.ERROR,
     summary="A shard index and its shards disagree.",

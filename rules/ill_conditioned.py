@@ -9,6 +9,7 @@ RULE = Rule(
     severity=Severity.ERROR,
     summary="Condition number σmax/σmin of a weight matrix is too large (numerical instability).",
     statistics=("spectral",),
+    scope="matrix",
     applies_to="weight matrices (2-D and up; conv kernels as out × in·kh·kw; HF Conv1D transposed)",
     thresholds={"error": 1e5, "warning": 1e4},
     options_doc="`error`, `warning`: condition numbers above which the finding has that severity "

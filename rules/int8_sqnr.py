@@ -9,6 +9,7 @@ RULE = Rule(
     severity=Severity.WARNING,
     summary="int8 quantization of this matrix loses too much signal (SQNR in dB).",
     statistics=("quantization",),
+    scope="matrix",
     applies_to="weight matrices with at least `min_size` values",
     thresholds={"warning": 30.0, "min_size": 4096},
     options_doc="`warning`: per-tensor SQNR (dB) below which the rule reports. "

@@ -9,6 +9,7 @@ RULE = Rule(
     severity=Severity.INFO,
     summary="Stable rank ‖W‖F²/‖W‖2² is a small fraction of the full rank: the layer is compressible.",
     statistics=("spectral",),
+    scope="matrix",
     applies_to="weight matrices",
     thresholds={"info": 0.1},
     options_doc="`info`: stable-rank ratio (stable rank / min(m, n)) below which the rule reports (the guide's 0.1).",

@@ -13,6 +13,7 @@ RULE = Rule(
     name="norm-anomaly",
     severity=Severity.WARNING,
     summary="A layer's weight norm is far above (exploding) or below (vanishing) its siblings at other depths.",
+    scope="matrix",
     applies_to="weight matrices that have at least `min_siblings` − 1 siblings of the same role and shape",
     thresholds={"z": 3.5, "ratio": 3.0, "min_siblings": 4, "min_scale": 0.05},
     options_doc="`z`: robust z-score above which a norm is anomalous. `ratio`: it must also differ from the "

@@ -8,6 +8,7 @@ from weightlint import Rule, Severity, hookimpl
 
 UNUSED = Rule(
     code="WL010",
+    scope="run",
     name="unused-suppression",
     severity=Severity.INFO,
     summary="A suppression in the configuration matched no finding.",
@@ -26,6 +27,7 @@ unrelated finding on the same tensor.
 
 EXPIRED = Rule(
     code="WL011",
+    scope="run",
     name="expired-suppression",
     severity=Severity.WARNING,
     summary="A suppression's `expires` date has passed; it no longer suppresses anything.",

@@ -4,6 +4,7 @@ from weightlint import Rule, Severity, hookimpl
 
 RULE = Rule(
     code="WL007",
+    scope="run",
     name="unsupported-tensor",
     severity=Severity.INFO,
     summary="A tensor is stored in a type weightlint cannot decode, so its values are not checked.",

@@ -9,6 +9,7 @@ RULE = Rule(
     severity=Severity.WARNING,
     summary="The singular-value spectrum looks like random initialization: the layer may never have been trained.",
     statistics=("spectral",),
+    scope="matrix",
     applies_to="weight matrices whose smaller side is at least `min_rank`",
     thresholds={"alpha": 6.0, "min_rank": 50, "alpha_needed_from_rank": 512},
     options_doc="`alpha`: WeightWatcher's under-trained bound on the power-law exponent. `min_rank`: smaller "

@@ -10,6 +10,7 @@ from weightlint.finding import Finding, Severity
 
 _CODE = re.compile(r"^WL\d{3}$")
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+SCOPES = ("file", "tensor", "matrix", "run")
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,18 @@ class Rule:
     # Statistics groups (TensorStats attributes) the rule reads: computed for every judged tensor
     # while the rule is selected, so the JSON report is complete and consistent across tensors.
     statistics: tuple[str, ...] = ()
+    # What one check of the rule covers, for reports that list passing checks (JUnit): "file" (each
+    # checkpoint file), "tensor" (each judged tensor), "matrix" (each weight matrix), or "run"
+    # (checks of the model or the configuration, visible only through their findings).
+    scope: str = "tensor"
 
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):
             raise ValueError(f"rule code {self.code!r} must be WL followed by three digits")
         if not _NAME.match(self.name):
             raise ValueError(f"rule name {self.name!r} must be kebab-case")
+        if self.scope not in SCOPES:
+            raise ValueError(f"rule scope {self.scope!r} must be one of {', '.join(SCOPES)}")
 
     def finding(
         self,
@@ -122,6 +129,7 @@ class Rule:
             "severity": str(self.severity),
             "summary": self.summary,
             "applies_to": self.applies_to,
+            "scope": self.scope,
             "thresholds": dict(self.thresholds),
             "what_it_does": self.what_it_does.strip(),
             "why_bad": self.why_bad.strip(),

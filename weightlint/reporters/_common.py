@@ -15,32 +15,24 @@ from weightlint.rule import Rule
 # Severity words of SARIF (result.level, defaultConfiguration.level) and GitHub workflow commands.
 SARIF_LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 GITHUB_COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
-# WL0xx rules judge files and the configuration, never tensors. Of them, the integrity rules
-# (unreadable-file, unsafe-pickle, index-mismatch) check every checkpoint file; the others
-# (unused-suppression …) only show up through their findings.
-NON_TENSOR_PREFIX = "WL0"
-FILE_RULES = ("WL001", "WL002", "WL006")
 IN_MEMORY_FORMATS = ("module", "state-dict")
 
 
 def is_file_rule(rule: Rule) -> bool:
-    return rule.code in FILE_RULES
+    return rule.scope == "file"
 
 
 def is_tensor_rule(rule: Rule) -> bool:
-    return not rule.code.startswith(NON_TENSOR_PREFIX)
+    return rule.scope in ("tensor", "matrix")
 
 
 def applies(rule: Rule, record) -> bool:
-    """Whether a tensor rule judges this record, from the rule's declared ``applies_to``.
-
-    Rules that declare "weight matrices" judge matrices; every other tensor rule judges every
-    judged tensor (floating point, not a buffer, not empty). A finding on a tensor outside this
-    predicate is still reported: it adds its own case.
-    """
+    """Whether a tensor rule judges this record, from the rule's declared ``scope``: matrix rules
+    judge weight matrices, tensor rules every judged tensor (floating point, not a buffer, not
+    empty). A finding on a tensor outside this predicate is still reported: it adds its own case."""
     if not is_tensor_rule(rule) or not record.is_judged:
         return False
-    return record.is_matrix if "weight matri" in rule.applies_to.lower() else True
+    return record.is_matrix if rule.scope == "matrix" else True
 
 
 def _context(report):
