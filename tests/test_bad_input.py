@@ -20,29 +20,16 @@ from safetensors.torch import save_file
 
 import weightlint
 from weightlint import ExitCode, Severity
+from tests.engine_helpers import CLI_SELECT, SELECT, check, weights  # noqa: F401
 
 NAN = float("nan")
 GOOD = "good.safetensors"
-
-
-# The rules these tests are about; other rules (added over time) must not change the exact counts.
-SELECT = ["WL001", "WL002", "WL006", "WL100", "WL501"]
-CLI_SELECT = ("--select", ",".join(SELECT))
-
-
-def check(*targets, **settings):
-    settings.setdefault("select", SELECT)
-    return weightlint.check(*targets, **settings)
 
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
-
-def weights(*shape: int, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(*shape, generator=generator) + 0.5
 
 
 def make_good() -> str:

@@ -18,18 +18,9 @@ from safetensors.torch import save_file
 
 import weightlint
 from weightlint import ExitCode, Severity
+from tests.engine_helpers import CLI_SELECT, SELECT, check, weights  # noqa: F401
 
 NAN = float("nan")
-
-
-# The rules these tests are about; other rules (added over time) must not change the exact counts.
-SELECT = ["WL001", "WL002", "WL006", "WL100", "WL501"]
-CLI_SELECT = ("--select", ",".join(SELECT))
-
-
-def check(*targets, **settings):
-    settings.setdefault("select", SELECT)
-    return weightlint.check(*targets, **settings)
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +29,6 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-def weights(*shape: int, seed: int = 0) -> torch.Tensor:
-    """Dense random weights: no zero rows or columns, no non-finite values."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(*shape, generator=generator) + 0.5
 
 
 def save_st(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
