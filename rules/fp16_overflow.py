@@ -42,10 +42,8 @@ def weightlint_rules():
 
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
-    import torch
-
     options = context.options(RULE, tensor)
-    if options is None or not tensor.is_judged or tensor.dtype == torch.float16:
+    if options is None or not tensor.is_judged or tensor.dtype == "float16":
         return None
     precision = stats.precision
     findings = []

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["WEIGHTLINT_CACHE_DIR"] = tempfile.mkdtemp(prefix="weightlint-test-cache-")  # never ~/.cache
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("NO_COLOR", "1")
 

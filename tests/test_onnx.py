@@ -66,7 +66,7 @@ def test_initializers_with_layout_from_the_graph():
     records = {record.name: record for record in report.records}
     assert records["W1"].layout == "in_out" and records["W2"].layout == "out_in"
     assert records["W1"].metadata["onnx_ops"] == ["MatMul"]
-    np.testing.assert_array_equal(records["W2"].load().numpy(), w2)
+    np.testing.assert_array_equal(records["W2"].load(), w2)
 
     nan = next(f for f in report.findings if f.code == "WL100")
     assert (nan.tensor, nan.file, nan.location) == ("W1", "model.onnx", {"index": [2, 1]})
@@ -98,7 +98,7 @@ def test_external_data_is_read_lazily_from_its_file():
     assert source.files == ["model.onnx", "model.onnx.data"]
     records = {record.name: record for record in report.records}
     assert records["W1"].metadata["external_data"] == "model.onnx.data"
-    np.testing.assert_array_equal(records["W1"].load().numpy(), w1)
+    np.testing.assert_array_equal(records["W1"].load(), w1)
     (finding,) = report.findings
     assert (finding.code, finding.tensor, finding.file, finding.location) == ("WL100", "W2", "model.onnx", {"index": [1, 2]})
 
@@ -107,8 +107,9 @@ def test_external_data_is_read_lazily_from_its_file():
 
     model = onnx.load("model.onnx", load_external_data=False)
     from weightlint.sources.onnx_file import _read
+    from weightlint import dtypes
 
-    _read(model.graph.initializer[0], os.getcwd(), torch.float32)
+    _read(model.graph.initializer[0], os.getcwd(), dtypes.float32)
     assert uses_external_data(model.graph.initializer[0]) and not model.graph.initializer[0].raw_data
 
 
@@ -136,10 +137,11 @@ def test_half_precision_and_string_initializers():
     onnx.save(linear_model(weights(4, 3), weights(2, 3, seed=1), [half, bf16, text]), "mixed.onnx")
     report = check("mixed.onnx")
     records = {record.name: record for record in report.records}
-    assert records["half"].load().dtype == torch.float16
-    brain = records["brain"].load()
-    assert brain.dtype == torch.bfloat16
-    assert brain.float().tolist() == [[1.0, 2.0], [3.0, 4.5]]
+    assert records["half"].dtype == torch.float16 and records["half"].load().dtype == np.float16
+    assert records["brain"].dtype == torch.bfloat16
+    brain = records["brain"].load()  # decoded from its bits, exactly, to float32
+    assert brain.dtype == np.float32
+    assert brain.tolist() == [[1.0, 2.0], [3.0, 4.5]]
     (finding,) = report.findings
     assert (finding.code, finding.severity, finding.tensor) == ("WL007", Severity.INFO, "labels")
     assert report.exit_code == ExitCode.OK

@@ -58,6 +58,16 @@ class Skeleton:
     # transformers >= 5 renames and fuses checkpoint keys while loading (legacy ``gamma``/``beta``,
     # Mixtral's per-expert ``w1``/``w3`` into ``experts.gate_up_proj`` …): a factory of fresh renamers.
     renamer_factory: Callable[[], Callable[[str], tuple[str, bool]]] | None = field(default=None, repr=False)
+    has_renamer: bool | None = None  # whether transformers renames keys of this model (None: ask the factory)
+    # Renamings already computed, name → (loaded name, fused): a skeleton from the on-disk cache has
+    # these instead of a factory; a name it has not seen makes it rebuild the real skeleton once.
+    renames: dict[str, tuple[str, bool]] | None = field(default=None, repr=False)
+    rebuild: Callable[[], "Skeleton"] | None = field(default=None, repr=False)
+    on_renames: Callable[["Skeleton"], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.has_renamer is None:
+            self.has_renamer = self.renamer_factory is not None
 
     def knows(self, key: str) -> bool:
         return key in self.expected or key in self.buffers
@@ -65,7 +75,7 @@ class Skeleton:
     def align(self, names: Iterable[str]) -> "Alignment":
         """How a checkpoint's names map to this skeleton's keys (see :class:`Alignment`)."""
         names = list(names)
-        renamed = _renamed(self.renamer_factory, names)
+        renamed = self._renamed(names)
         loaded = [renamed[name][0] if name in renamed else name for name in names]
         marker = self.prefix + "."
         model_prefixed = bool(self.prefix) and any(key.startswith(marker) for key in self.expected)
@@ -75,6 +85,22 @@ class Skeleton:
         if checkpoint_prefixed and not model_prefixed:
             return Alignment(self, "strip", renamed)
         return Alignment(self, "same", renamed)
+
+    def _renamed(self, names: list[str]) -> dict[str, tuple[str, bool]]:
+        """The names that loading renames, with what they become (identity renames left out)."""
+        if not self.has_renamer:
+            return {}
+        memo = self.renames
+        if memo is None or any(name not in memo for name in names):
+            if self.renamer_factory is None and self.rebuild is not None:
+                self.renamer_factory, self.rebuild = self.rebuild().renamer_factory, None
+            computed = _rename_all(self.renamer_factory, names)
+            if memo is not None:
+                memo.update(computed)
+                if self.on_renames is not None:
+                    self.on_renames(self)
+            memo = computed
+        return {name: memo[name] for name in names if memo[name] != (name, False)}
 
     def module_of(self, name: str) -> ModuleInfo | None:
         """The module owning a checkpoint tensor (``name`` with or without the base-model prefix)."""
@@ -174,23 +200,137 @@ def _read(config_path: str) -> Architecture:
     if not isinstance(config, dict) or not (config.get("model_type") or config.get("architectures")):
         return Architecture(config_path, relevant=False)  # some other tool's config.json
     declared = {key: config.get(key) for key in ("model_type", "architectures", "tie_word_embeddings")}
-    try:
-        import transformers  # noqa: F401 - only to tell "not installed" from "cannot build"
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
         return Architecture(config_path, declared=declared,
                             note=f"{config_path}: transformers is not installed, so the architecture is not "
                                  f"checked and tensor roles come from names ({INSTALL_HINT})")
-    try:
-        skeleton = build_skeleton(config)
-    except Exception as error:  # unknown model type, custom code, a config the class rejects …
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
+    cache = SkeletonCache.for_config(config)
+    cached = cache.load() if cache else None
+    if cached is not None:
+        skeleton, reason = cached
+    else:
+        try:
+            skeleton, reason = build_skeleton(config), None
+        except Exception as error:  # unknown model type, custom code, a config the class rejects …
+            skeleton, reason = None, " ".join(str(error).split())[:200] or type(error).__name__
+        if cache:
+            cache.store(skeleton, reason)
+    if skeleton is None:
         architectures = config.get("architectures")
         named = ", ".join(map(str, architectures)) if isinstance(architectures, list) else architectures
         wanted = named or config.get("model_type")
         return Architecture(config_path, declared=declared,
                             note=f"{config_path}: cannot build {wanted} with transformers ({reason}); "
                                  "architecture not checked, tensor roles come from names")
+    if cache:
+        skeleton.rebuild = skeleton.rebuild or (lambda: build_skeleton(config))
     return Architecture(config_path, skeleton=skeleton, declared=declared)
+
+
+# -- the skeleton cache ----------------------------------------------------------------------
+# Building a skeleton imports transformers and PyTorch (seconds) while checking a small model takes
+# less: what a config.json builds is kept on disk, keyed by the config's content and the versions
+# of transformers and weightlint, so only the first run for a config pays for the build.
+CACHE_SCHEMA = 1
+CACHE_ENABLED = True  # the CLI's --no-cache turns it off
+
+
+def cache_root() -> str | None:
+    """``$WEIGHTLINT_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME/weightlint``, else
+    ``~/.cache/weightlint``."""
+    if not CACHE_ENABLED:
+        return None
+    chosen = os.environ.get("WEIGHTLINT_CACHE_DIR")
+    if chosen is not None:
+        return chosen or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "weightlint")
+
+
+@dataclass
+class SkeletonCache:
+    """One config's cache file: its skeleton (or why it cannot be built) as JSON."""
+
+    path: str
+
+    @classmethod
+    def for_config(cls, config: dict[str, Any]) -> "SkeletonCache | None":
+        import hashlib
+        from importlib.metadata import PackageNotFoundError, version
+
+        from weightlint import __version__
+
+        root = cache_root()
+        if root is None:
+            return None
+        try:
+            transformers_version = version("transformers")
+        except PackageNotFoundError:
+            return None
+        identity = json.dumps([CACHE_SCHEMA, __version__, transformers_version, config], sort_keys=True, default=str)
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        return cls(os.path.join(root, "skeletons", f"{digest}.json"))
+
+    def load(self) -> tuple[Skeleton | None, str | None] | None:
+        """(skeleton, None), (None, why it cannot be built), or None when not cached (or unreadable)."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            if data.get("schema") != CACHE_SCHEMA:
+                return None
+            if data.get("error") is not None:
+                return None, str(data["error"])
+            entry = data["skeleton"]
+            skeleton = Skeleton(
+                architecture=entry["architecture"], model_type=entry["model_type"], prefix=entry["prefix"],
+                expected={key: tuple(shape) for key, shape in entry["expected"].items()},
+                modules={key: ModuleInfo(*info) for key, info in entry["modules"].items()},
+                tied={key: tuple(others) for key, others in entry["tied"].items()},
+                buffers=frozenset(entry["buffers"]),
+                ignore_missing=tuple(entry["ignore_missing"]), ignore_unexpected=tuple(entry["ignore_unexpected"]),
+                has_renamer=bool(entry["has_renamer"]),
+                renames={name: (loaded, bool(fused)) for name, (loaded, fused) in entry["renames"].items()},
+                on_renames=self._store_renames,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return skeleton, None
+
+    def store(self, skeleton: Skeleton | None, error: str | None) -> None:
+        if skeleton is not None:
+            skeleton.renames = {} if skeleton.renames is None else skeleton.renames
+            skeleton.on_renames = self._store_renames
+        self._write(skeleton, error)
+
+    def _store_renames(self, skeleton: Skeleton) -> None:
+        self._write(skeleton, None)
+
+    def _write(self, skeleton: Skeleton | None, error: str | None) -> None:
+        data: dict[str, Any] = {"schema": CACHE_SCHEMA, "error": error}
+        if skeleton is not None:
+            data["skeleton"] = {
+                "architecture": skeleton.architecture, "model_type": skeleton.model_type, "prefix": skeleton.prefix,
+                "expected": {key: list(shape) for key, shape in skeleton.expected.items()},
+                "modules": {key: [info.type, info.kind, info.layout] for key, info in skeleton.modules.items()},
+                "tied": {key: list(others) for key, others in skeleton.tied.items()},
+                "buffers": sorted(skeleton.buffers),
+                "ignore_missing": list(skeleton.ignore_missing), "ignore_unexpected": list(skeleton.ignore_unexpected),
+                "has_renamer": bool(skeleton.has_renamer),
+                "renames": {name: list(result) for name, result in (skeleton.renames or {}).items()},
+            }
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        try:  # atomic: a concurrent run reads the old file or the new one, never half of one
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
+            os.replace(temporary, self.path)
+        except OSError:  # a read-only home, a full disk: the cache is an optimization only
+            try:
+                os.remove(temporary)
+            except OSError:
+                pass
 
 
 def build_skeleton(config: dict[str, Any]) -> Skeleton:
@@ -300,16 +440,16 @@ def describe_model(model: Any, model_type: str = "") -> Skeleton:
     )
 
 
-def _renamed(factory: Any, names: list[str]) -> dict[str, tuple[str, bool]]:
-    """Each name as transformers would load it; {} when it renames nothing (or cannot say)."""
+def _rename_all(factory: Any, names: list[str]) -> dict[str, tuple[str, bool]]:
+    """Each name → (name as transformers would load it, fused); identity when it cannot say."""
+    identity = {name: (name, False) for name in names}
     if factory is None:
-        return {}
+        return identity
     try:
         rename = factory()
-        renamed = {name: rename(name) for name in names}
+        return {name: tuple(rename(name)) for name in names}
     except Exception:  # an internal API of transformers that changed: match names as they are
-        return {}
-    return {name: result for name, result in renamed.items() if result != (name, False)}
+        return identity
 
 
 def _renamer_factory(model: Any) -> Any:

@@ -58,6 +58,9 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
                         help="configuration file (default: the nearest weightlint.yaml, .weightlint.yaml or "
                              "pyproject.toml [tool.weightlint] from the working directory upwards)")
     parser.add_argument("--isolated", action="store_true", help="ignore every configuration file")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not read or write the cache of model skeletons built from config.json "
+                             "(default: $WEIGHTLINT_CACHE_DIR, else ~/.cache/weightlint)")
     parser.add_argument("--baseline", metavar="FILE", default=None,
                         help="report only findings that are not in this baseline (rule, file name, tensor)")
     parser.add_argument("--write-baseline", metavar="FILE", help="record the findings of this run as a baseline")
@@ -192,6 +195,10 @@ def run_check(args, targets: Sequence[str]) -> int:
 
     config = _config(args)
     raw = configfile.resolve(args.config, args.isolated)
+    if getattr(args, "no_cache", False):
+        from weightlint import architecture
+
+        architecture.CACHE_ENABLED = False
     side_outputs = _side_outputs(args)
     progress = _Progress(enabled=not args.quiet and args.format == "text" and sys.stderr.isatty())
     report = Session(list(targets), config, progress=progress, config_file=raw).run()

@@ -16,133 +16,87 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-import torch
+from weightlint.backend import backend_for
 
 MAD_TO_SIGMA = 1.4826
 INT8_MAX = 127
 
 
-# From this many values, order statistics come from a histogram and a small exact selection
-# (three vectorized passes) instead of a partition of the whole tensor.
-HISTOGRAM_SELECT_FROM = 1 << 20
-HISTOGRAM_BINS = 1 << 16
-
-
-def _select_by_histogram(flat: torch.Tensor, kth: list[int]) -> list[float] | None:
-    """The k-th smallest values (0-based, exact) via a histogram: find the bins that hold them,
-    count what lies below, and sort only the values in that window. None when it cannot tell."""
-    low, high = (float(v) for v in torch.aminmax(flat))
-    if not (math.isfinite(low) and math.isfinite(high)) or low == high:
-        return None if low != high else [low] * len(kth)
-    histogram = torch.histc(flat, bins=HISTOGRAM_BINS, min=low, max=high)
-    cumulative = torch.cumsum(histogram.double(), 0)
-    first = int(torch.searchsorted(cumulative, torch.tensor(float(min(kth) + 1), dtype=torch.float64)))
-    last = int(torch.searchsorted(cumulative, torch.tensor(float(max(kth) + 1), dtype=torch.float64)))
-    width = (high - low) / HISTOGRAM_BINS
-    # One bin of slack on each side: histc's float binning need not match these edges exactly.
-    start = low + max(first - 1, 0) * width
-    stop = low + min(last + 2, HISTOGRAM_BINS) * width
-    below = int(torch.count_nonzero(flat < start))
-    window = flat[(flat >= start) & (flat <= stop)]
-    if window.numel() > max(1 << 22, flat.numel() // 8):
-        return None  # a pathological distribution: let the partition do it
-    ordered = torch.sort(window).values
-    picked = []
-    for k in kth:
-        index = k - below
-        if not 0 <= index < ordered.numel():
-            return None
-        picked.append(float(ordered[index]))
-    return picked
-
-
-def median(flat: torch.Tensor, scratch: bool = False) -> float:
+def median(flat: Any, scratch: bool = False) -> float:
     """The statistical median (mean of the two middle values for an even count), as NumPy's.
 
     ``torch.median`` returns the lower middle value instead, which shifts boundary decisions. On
     the CPU NumPy's introselect finds both middle values in one pass; with ``scratch=True`` the
     caller's temporary is partitioned in place instead of copied.
     """
-    count = flat.numel()
+    xp = backend_for(flat)
+    count = xp.numel(flat)
     middle = count // 2
     kth = [middle] if count % 2 else [middle - 1, middle]
-    if count >= HISTOGRAM_SELECT_FROM:
-        picked = _select_by_histogram(flat, kth)
-        if picked is not None:
-            return sum(picked) / len(picked)
-    if flat.device.type == "cpu":
-        array = flat.numpy()
-        if scratch:
-            array.partition(kth)
-            parted = array
-        else:
-            parted = np.partition(array, kth)
-        picked = [float(parted[k]) for k in kth]
-    else:
-        picked = [float(flat.kthvalue(k + 1).values) for k in kth]
+    picked = xp.select(flat, kth, scratch=scratch)
     return sum(picked) / len(picked)
 
 
-def outlier_share(flat: torch.Tensor, sigmas: float = 3.0) -> tuple[float, dict[str, Any]]:
+def outlier_share(flat: Any, sigmas: float = 3.0) -> tuple[float, dict[str, Any]]:
     """Share (%) of values beyond ``sigmas`` robust σ, with the centre and scale used.
 
     Computed in the tensor's precision (float32), with one temporary the size of the tensor: a
     value within ~1e-7 (relative) of the 3σ boundary may land on the other side than in float64.
     """
+    xp = backend_for(flat)
+    count = xp.numel(flat)
     center = median(flat)
-    deviations = (flat - center).abs_()
+    deviations = xp.abs_deviation(flat, center)
     scale = MAD_TO_SIGMA * median(deviations, scratch=True)  # reorders the temporary; counts don't care
     method = "median/MAD"
     if scale == 0:
         method = "mean/std"
-        center = float(torch.sum(flat)) / flat.numel()
-        torch.sub(flat, center, out=deviations)
-        scale = (float(torch.sum(deviations * deviations)) / flat.numel()) ** 0.5
-        deviations.abs_()
+        center = xp.sum(flat) / count
+        deviations = xp.abs_deviation(flat, center)
+        scale = (xp.sum_squares(deviations) / count) ** 0.5
     if scale == 0:
         return 0.0, {"center": center, "scale": 0.0, "scale_method": method}
-    count = int(torch.count_nonzero(deviations > sigmas * scale))
-    return 100.0 * count / flat.numel(), {"center": center, "scale": scale, "scale_method": method}
+    beyond = xp.count(deviations > sigmas * scale)
+    return 100.0 * beyond / count, {"center": center, "scale": scale, "scale_method": method}
 
 
-def sqnr_db(matrix: torch.Tensor, per_channel: bool, signal: float | None = None,
+def sqnr_db(matrix: Any, per_channel: bool, signal: float | None = None,
             absmax: float | None = None) -> float | None:
     """int8 symmetric absmax SQNR in dB; None for an all-zero matrix, inf when q(w) = w exactly.
 
-    ``signal`` (Σw²) and ``absmax`` may be passed in when already known (the shared norms).
+    ``signal`` (Σw²) and ``absmax`` may be passed in when already known (the shared norms). The
+    scale is absmax/127 (per tensor, or per output row), so |w/scale| ≤ 127 and the clamp of
+    round-to-nearest is never active: the noise is Σ(scale·round(w/scale) − w)².
     """
+    xp = backend_for(matrix)
     if per_channel:
-        low, high = torch.aminmax(matrix, dim=1, keepdim=True)
-        row_max = torch.maximum(-low, high)
+        row_max = xp.row_absmax(matrix)
         if float(row_max.max()) == 0:
             return None
-        scale = torch.where(row_max > 0, row_max / INT8_MAX, torch.ones_like(row_max))
+        scale = xp.scale_rows(row_max, INT8_MAX)
     else:
-        absmax = float(matrix.abs().max()) if absmax is None else absmax
+        if absmax is None:
+            low, high = xp.minmax(matrix)
+            absmax = max(-low, high)
         if absmax == 0:
             return None
         scale = absmax / INT8_MAX
-    error = torch.div(matrix, scale)
-    error.round_().clamp_(-INT8_MAX, INT8_MAX).mul_(scale).sub_(matrix)
-    noise = float(torch.sum(error.mul_(error)))
+    noise = xp.rounding_noise(matrix, scale)
     if signal is None:
-        signal = float(torch.sum(matrix * matrix))
+        signal = xp.sum_squares(matrix)
     if noise == 0:
         return math.inf
     return 10.0 * math.log10(signal / noise)
 
 
-def kurtosis(flat: torch.Tensor, mean: float | None = None) -> float | None:
+def kurtosis(flat: Any, mean: float | None = None) -> float | None:
     """Pearson kurtosis E[(x−μ)⁴]/σ⁴ (3 for a Gaussian)."""
+    xp = backend_for(flat)
     if mean is None:
-        mean = float(torch.sum(flat)) / flat.numel()
-    squared = flat - mean
-    squared.mul_(squared)
-    second = float(torch.sum(squared)) / flat.numel()
+        mean = xp.sum(flat) / xp.numel(flat)
+    second, fourth = xp.central_moments(flat, mean)
     if second == 0:
         return None
-    fourth = float(torch.sum(squared.mul_(squared))) / flat.numel()
     return fourth / second**2
 
 
@@ -159,8 +113,8 @@ def recommend(outliers: float, per_tensor: float | None, per_channel: float | No
     return "int8-per-channel"
 
 
-def quantization_group(matrix: torch.Tensor, norms: dict[str, Any] | None = None,
-                       flat: torch.Tensor | None = None) -> dict[str, Any]:
+def quantization_group(matrix: Any, norms: dict[str, Any] | None = None,
+                       flat: Any | None = None) -> dict[str, Any]:
     """Quantization statistics of a finite matrix (outputs × inputs).
 
     ``norms`` (l2, max_abs, mean_abs, mean) and ``flat`` (the values in storage order, contiguous)
@@ -168,9 +122,11 @@ def quantization_group(matrix: torch.Tensor, norms: dict[str, Any] | None = None
     """
     flat = matrix.reshape(-1) if flat is None else flat
     if norms is None:
-        absolute = flat.abs()
-        norms = {"l2": float(torch.sum(flat * flat)) ** 0.5, "max_abs": float(absolute.max()),
-                 "mean_abs": float(torch.sum(absolute)) / flat.numel(), "mean": float(torch.sum(flat)) / flat.numel()}
+        xp = backend_for(flat)
+        count = xp.numel(flat)
+        low, high = xp.minmax(flat)
+        norms = {"l2": xp.sum_squares(flat) ** 0.5, "max_abs": max(-low, high),
+                 "mean_abs": xp.sum_abs(flat) / count, "mean": xp.sum(flat) / count}
     share, robust = outlier_share(flat)
     signal = norms["l2"] ** 2
     per_tensor = sqnr_db(matrix, per_channel=False, signal=signal, absmax=norms["max_abs"])

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
+from weightlint.dtypes import DType, from_torch
+from weightlint.dtypes import dtype as dtype_named
 
 # Buffers that are tensors in a state dict but not trained weights.
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "position_ids", "attention_mask")
@@ -19,16 +20,25 @@ _CONV1D_NAME = re.compile(r"(^|\.)(c_attn|c_proj|c_fc|q_attn)\.weight$")
 
 @dataclass
 class TensorRecord:
-    """One tensor of a checkpoint. ``load()`` materializes it; nothing else touches the data."""
+    """One tensor of a checkpoint. ``load()`` materializes it; nothing else touches the data.
+
+    File sources load NumPy arrays (floats widened exactly to float32, float64 kept), without
+    importing torch; PyTorch pickles and in-memory models load torch tensors."""
 
     name: str
     shape: tuple[int, ...]
-    dtype: torch.dtype
+    dtype: DType  # also equal to the torch.dtype of the same name
     file: str
-    load: Callable[[], torch.Tensor] = field(repr=False)
+    load: Callable[[], Any] = field(repr=False)  # a NumPy array or a torch tensor
     format: str = "unknown"
     layout: str | None = None  # "out_in" or "in_out"; None: guess from the name
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dtype, str):
+            self.dtype = dtype_named(self.dtype)
+        elif not isinstance(self.dtype, DType):  # a torch.dtype
+            self.dtype = from_torch(self.dtype)
 
     @property
     def numel(self) -> int:
@@ -72,7 +82,7 @@ class TensorRecord:
 
     @property
     def dtype_name(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
+        return self.dtype.name
 
     def describe(self) -> dict[str, Any]:
         return {

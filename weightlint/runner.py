@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
-
-import torch
 
 from weightlint.architecture import annotate_sources
 from weightlint.config import CheckContext, Config
@@ -146,11 +146,28 @@ class Report:
         }
 
 
+def _gpu_driver_present() -> bool:
+    """An NVIDIA or ROCm driver on this machine (checked without importing torch)."""
+    return (os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+            or os.path.exists("/dev/kfd"))
+
+
+def cuda_available() -> bool:
+    """Whether torch can use a GPU. Without a GPU driver torch is not imported to find out."""
+    if "torch" not in sys.modules and not _gpu_driver_present():
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def resolve_device(device: str) -> str:
     device = (device or "auto").lower()
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
         raise UsageError(f"--device {device}: CUDA is not available on this machine (use auto or cpu)")
     if device != "cpu" and not device.startswith("cuda"):
         raise UsageError(f"--device {device}: expected auto, cpu or cuda")
@@ -207,6 +224,34 @@ class _Budget:
         with self.condition:
             self.free += min(weight, self.capacity)
             self.condition.notify_all()
+
+
+class _thread_limit:
+    """BLAS (and, when imported, PyTorch) threads per job while ``limit`` holds, so that N jobs do
+    not oversubscribe the cores; restored afterwards."""
+
+    def __init__(self, threads: int, limit: bool) -> None:
+        self.threads, self.limit = threads, limit
+        self._torch_threads: int | None = None
+        self._limiter: Any = None
+
+    def __enter__(self) -> "_thread_limit":
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            self._torch_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        if self.limit:
+            from threadpoolctl import threadpool_limits
+
+            self._limiter = threadpool_limits(limits=self.threads, user_api="blas")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+        torch = sys.modules.get("torch")
+        if torch is not None and self._torch_threads is not None:
+            torch.set_num_threads(self._torch_threads)
 
 
 def available_cores() -> int:
@@ -304,16 +349,12 @@ class Session:
             if self.progress:
                 self.progress(record, done, total)
 
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, self.cores // self.jobs))
-        try:
+        with _thread_limit(max(1, self.cores // self.jobs), self.jobs > 1):
             if self.jobs == 1:
                 yield from self._stream_read_ahead(records, advance)
             else:
                 yield from self._stream_parallel(records, advance)
             advance(None)
-        finally:
-            torch.set_num_threads(torch_threads)
 
     def _stream_read_ahead(self, records, advance) -> Iterator[tuple[TensorRecord, tuple]]:
         """One tensor at a time with every core, while a reader thread loads the next one."""
@@ -371,7 +412,7 @@ class Session:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _check_tensor(self, record: TensorRecord, values: torch.Tensor | None = None,
+    def _check_tensor(self, record: TensorRecord, values: Any = None,
                       load_error: Exception | None = None) -> tuple[list[Finding], dict, Problem | None]:
         """Statistics and per-tensor rules for one record: (findings, computed statistics, problem)."""
         if not record.is_judged:

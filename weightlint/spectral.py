@@ -10,61 +10,44 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
+
+from weightlint.backend import backend_for
 
 # A float64 Gram matrix resolves σmin to ~1e-16·σmax²/σmin² relative error: exact enough up to a
 # condition number of about 1e6. Beyond that a real SVD of the matrix itself is used.
 GRAM_CONDITION_LIMIT = 1e6
 GRAM32_CONDITION_LIMIT = 100.0
 FAST_PATH_ASPECT = 1.5
-FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
-FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
 MIN_EIGENVALUES_FOR_FIT = 50  # WeightWatcher: "the power-law fits need at least 50 eigenvalues"
 
 
-def singular_values(matrix: torch.Tensor) -> torch.Tensor:
-    """All min(m, n) singular values, float64, descending, on the matrix's device.
+def singular_values(matrix: Any) -> np.ndarray:
+    """All min(m, n) singular values, float64, descending, as a NumPy array.
 
-    Uses the eigenvalues of the float64 Gram matrix of the short side (one BLAS product and a small
-    symmetric eigenproblem, far cheaper than an SVD of a tall matrix) and falls back to a float64
-    SVD when the spectrum spans more than ``GRAM_CONDITION_LIMIT``, where the Gram route loses σmin.
+    ``matrix`` is a NumPy array (CPU) or a torch tensor (GPU); the work runs where it lives. Uses
+    the eigenvalues of the Gram matrix of the short side (one BLAS product and a symmetric
+    eigenproblem, far cheaper than an SVD of a tall matrix) and falls back to a float64 SVD when
+    the spectrum spans more than ``GRAM_CONDITION_LIMIT``, where the Gram route loses σmin.
     """
+    xp = backend_for(matrix)
     wide = matrix.shape[0] < matrix.shape[1]
     tall = matrix.T if wide else matrix
-    if tall.dtype == torch.float32 and tall.shape[0] >= FAST_PATH_ASPECT * tall.shape[1]:
+    if str(tall.dtype).endswith("float32") and tall.shape[0] >= FAST_PATH_ASPECT * tall.shape[1]:
         # Fast path for clearly rectangular matrices, whose spectra are narrow: a float32 Gram
-        # matrix (SGEMM, twice DGEMM's speed) and a float32 eigensolver give every singular value
+        # matrix (SYRK, twice DSYRK's speed) and a float32 eigensolver give every singular value
         # to ~1e-5 relative at a condition number of 24 (error grows as its square: ~2e-4 at 100,
         # measured against a float64 SVD). A wider spectrum is redone in float64. Square matrices
         # are usually ill-conditioned (a random n × n one has κ ≈ n): they go to float64 directly.
-        eigenvalues = torch.linalg.eigvalsh(tall.T @ tall).flip(0).double()
+        eigenvalues = xp.eigvalsh_descending(xp.float32_gram(tall))
         if eigenvalues[0] > 0 and eigenvalues[-1] > eigenvalues[0] / GRAM32_CONDITION_LIMIT**2:
-            return eigenvalues.sqrt()
-    gram = gram_matrix(tall)
-    eigenvalues = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0)
-    values = eigenvalues.sqrt()
+            return np.sqrt(eigenvalues)
+    eigenvalues = np.clip(xp.eigvalsh_descending(xp.float64_gram(tall)), 0.0, None)
+    values = np.sqrt(eigenvalues)
     if values[0] > 0 and values[-1] < values[0] / GRAM_CONDITION_LIMIT:
-        values = torch.linalg.svdvals(tall.to(torch.float64))
+        values = xp.svdvals64(tall)
     return values
-
-
-# Rows of the tall matrix converted to float64 at a time: bounds the extra memory to ~32 MB.
-GRAM_CHUNK_ELEMENTS = 1 << 22
-
-
-def gram_matrix(tall: torch.Tensor) -> torch.Tensor:
-    """AᵀA in float64 for a tall A, accumulated over row blocks so that the float64 copy of A is
-    never made whole."""
-    rows, cols = tall.shape
-    step = max(1, GRAM_CHUNK_ELEMENTS // max(cols, 1))
-    if step >= rows:
-        block = tall.to(torch.float64)
-        return block.T @ block
-    gram = torch.zeros(cols, cols, dtype=torch.float64, device=tall.device)
-    for start in range(0, rows, step):
-        block = tall[start:start + step].to(torch.float64)
-        gram.addmm_(block.T, block)
-    return gram
 
 
 def numerical_rank(values: np.ndarray, shape: tuple[int, int], eps: float = FLOAT32_EPS) -> int:
@@ -137,7 +120,7 @@ def marchenko_pastur_spikes(eigenvalues: np.ndarray, shape: tuple[int, int]) -> 
             "lambda_max_ratio": float(scaled.max())}
 
 
-def spectral_group(values: torch.Tensor, shape: tuple[int, int], dead_rows: int = 0,
+def spectral_group(values: np.ndarray, shape: tuple[int, int], dead_rows: int = 0,
                    dead_columns: int = 0) -> dict[str, Any]:
     """The ``spectral`` statistics of a matrix of ``shape`` (outputs, inputs) from its singular values.
 
@@ -145,7 +128,7 @@ def spectral_group(values: torch.Tensor, shape: tuple[int, int], dead_rows: int 
     condition number is that of the live part, the min(m − dead rows, n − dead columns) largest
     singular values, so a dead unit is not also reported as an infinitely ill-conditioned matrix.
     """
-    sv = values.double().cpu().numpy()
+    sv = np.asarray(values, dtype=np.float64)
     total_rank = min(shape)
     live_shape = (shape[0] - dead_rows, shape[1] - dead_columns)
     live_rank = max(min(live_shape), 1)

@@ -11,8 +11,10 @@ import math
 from functools import cached_property
 from typing import Any
 
-import torch
+import numpy as np
 
+from weightlint.backend import backend_for
+from weightlint.dtypes import widen
 from weightlint.quantization import quantization_group
 from weightlint.record import TensorRecord
 from weightlint.spectral import singular_values, spectral_group
@@ -35,24 +37,44 @@ def _index(flat_index: int, shape: tuple[int, ...]) -> list[int]:
 
 
 class TensorStats:
-    """Statistics of one judged tensor on one device."""
+    """Statistics of one judged tensor on one device.
 
-    def __init__(self, record: TensorRecord, device: str | torch.device = "cpu",
-                 values: torch.Tensor | None = None) -> None:
+    ``values`` is a NumPy array on the CPU (PyTorch is not imported for safetensors, GGUF and
+    ONNX files) and a torch tensor on a GPU; every statistic runs through the matching backend.
+    """
+
+    def __init__(self, record: TensorRecord, device: str = "cpu", values: Any = None) -> None:
         self.record = record
-        self.device = torch.device(device)
+        self.device = str(device)
         if values is not None:  # read ahead by the runner
             self.__dict__["values"] = values
 
     @staticmethod
-    def load_values(record: TensorRecord, device: str | torch.device) -> torch.Tensor:
+    def load_values(record: TensorRecord, device: str = "cpu") -> Any:
+        """The record's data as float32 (float64 kept): NumPy for the CPU, torch for a GPU."""
         raw = record.load()
-        dtype = torch.float64 if raw.dtype == torch.float64 else torch.float32
-        return raw.to(device=device, dtype=dtype)
+        if str(device).startswith("cuda"):
+            import torch
+
+            tensor = torch.from_numpy(np.ascontiguousarray(raw)) if isinstance(raw, np.ndarray) else raw
+            dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+            return tensor.to(device=device, dtype=dtype)
+        if isinstance(raw, np.ndarray):
+            return widen(raw)
+        import torch  # a torch tensor from a pickle or an in-memory model: already imported
+
+        tensor = raw.detach().to("cpu")
+        if tensor.dtype != torch.float64 and tensor.dtype != torch.float32:
+            tensor = tensor.to(torch.float32)
+        return tensor.resolve_conj().resolve_neg().numpy()
+
+    @property
+    def xp(self) -> Any:
+        return backend_for(self.values)
 
     # -- data ---------------------------------------------------------------------------------
     @cached_property
-    def values(self) -> torch.Tensor:
+    def values(self) -> Any:
         """The tensor as float32 (float64 kept) on the device; NaN and Inf preserved.
 
         Only this copy is kept: float16/bfloat16/float8 → float32 is exact and one-to-one, so every
@@ -62,9 +84,8 @@ class TensorStats:
 
     @cached_property
     def extremes(self) -> tuple[float, float]:
-        """min and max in one vectorized pass; NaN propagates, so finite extremes mean all finite."""
-        low, high = torch.aminmax(self.values.reshape(-1))
-        return float(low), float(high)
+        """min and max; NaN propagates, so finite extremes mean all finite."""
+        return self.xp.minmax(self.values.reshape(-1))
 
     @cached_property
     def all_finite(self) -> bool:
@@ -72,21 +93,21 @@ class TensorStats:
         return math.isfinite(low) and math.isfinite(high)
 
     @cached_property
-    def nonfinite_mask(self) -> torch.Tensor | None:
+    def nonfinite_mask(self) -> Any:
         """Boolean mask of NaN/Inf entries, or None when every value is finite."""
         if self.all_finite:
             return None
-        return ~torch.isfinite(self.values)
+        return ~self.xp.isfinite(self.values)
 
     @cached_property
-    def finite_values(self) -> torch.Tensor:
+    def finite_values(self) -> Any:
         """Flat finite entries: statistics of a tensor with a NaN describe the rest of it."""
         if self.nonfinite_mask is None:
             return self.values.reshape(-1)
         return self.values[~self.nonfinite_mask]
 
     @cached_property
-    def matrix(self) -> torch.Tensor:
+    def matrix(self) -> Any:
         """(outputs, inputs) view: conv kernels flattened, HF Conv1D transposed."""
         rows = self.values.reshape(self.record.shape[0], -1)
         return rows.T if self.record.is_in_out else rows
@@ -97,12 +118,8 @@ class TensorStats:
         nan = posinf = neginf = 0
         first = None
         if not self.all_finite:
-            values = self.values
-            nan = int(torch.isnan(values).sum())
-            posinf = int(torch.isposinf(values).sum())
-            neginf = int(torch.isneginf(values).sum())
-            flat = int(torch.nonzero(self.nonfinite_mask.reshape(-1))[0, 0])
-            first = _index(flat, self.record.shape)
+            nan, posinf, neginf = self.xp.nonfinite_counts(self.values)
+            first = _index(self.xp.first_true(self.nonfinite_mask), self.record.shape)
         total = nan + posinf + neginf
         return {
             "nan_count": nan,
@@ -115,30 +132,28 @@ class TensorStats:
 
     @cached_property
     def norms(self) -> dict[str, Any]:
-        """Norms and moments of the finite values. Sums use PyTorch's cascade summation in the
-        tensor's precision (relative error ~1e-7 against float64, at a fraction of the cost)."""
+        """Norms and moments of the finite values. Sums are pairwise (NumPy) or cascade (PyTorch)
+        in the tensor's precision: relative error ~1e-7 against float64, at a fraction of the cost."""
+        xp = self.xp
         finite = self.finite_values
-        count = finite.numel()
+        count = xp.numel(finite)
         if count == 0:
             nan = float("nan")
             return {"l2": nan, "rms": nan, "max_abs": nan, "mean_abs": nan, "mean": nan, "std": nan,
                     "min": nan, "max": nan, "finite_only": True}
-        if self.all_finite:
-            low, high = self.extremes
-        else:
-            low, high = (float(v) for v in torch.aminmax(finite))
+        low, high = self.extremes if self.all_finite else xp.minmax(finite)
         max_abs = max(-low, high)
         # Squares overflow float32 beyond 1.8e19: scale by the largest magnitude there.
         scale = max_abs if max_abs > 1e18 else 1.0
         scaled = finite / scale if scale != 1.0 else finite
-        square_sum = float(torch.sum(scaled * scaled)) * scale * scale
-        mean = float(torch.sum(finite)) / count
+        square_sum = xp.sum_squares(scaled) * scale * scale
+        mean = xp.sum(finite) / count
         variance = max(square_sum / count - mean * mean, 0.0)
         return {
             "l2": square_sum**0.5,
             "rms": (square_sum / count) ** 0.5,
             "max_abs": max_abs,
-            "mean_abs": float(torch.sum(finite.abs())) / count,
+            "mean_abs": xp.sum_abs(finite) / count,
             "mean": mean,
             "std": variance**0.5,
             "min": low,
@@ -148,7 +163,7 @@ class TensorStats:
 
     @cached_property
     def sparsity(self) -> dict[str, Any]:
-        zero_count = self.record.numel - int(torch.count_nonzero(self.values))
+        zero_count = self.record.numel - self.xp.count(self.values)
         group: dict[str, Any] = {
             "zero_count": zero_count,
             "zero_fraction": zero_count / max(self.record.numel, 1),
@@ -157,20 +172,22 @@ class TensorStats:
             if zero_count == 0:
                 group["zero_rows"], group["zero_columns"] = [], []
             else:
-                nonzero = self.matrix != 0
-                group["zero_rows"] = torch.nonzero(~nonzero.any(dim=1)).reshape(-1).tolist()
-                group["zero_columns"] = torch.nonzero(~nonzero.any(dim=0)).reshape(-1).tolist()
+                group["zero_rows"], group["zero_columns"] = self.xp.all_zero_lines(self.matrix)
         return group
 
     @cached_property
     def precision(self) -> dict[str, Any]:
         """What a cast to fp16 would do: values that overflow to ±Inf, non-zeros that flush to 0."""
-        magnitude = self.finite_values.abs()
+        xp = self.xp
+        finite = self.finite_values
         zeros = self.sparsity["zero_count"]
-        nonzero = magnitude.numel() - zeros
-        overflow = int(torch.count_nonzero(magnitude >= FP16_INF_FROM)) if self.norms["max_abs"] >= FP16_INF_FROM else 0
-        underflow = int(torch.count_nonzero(magnitude <= FP16_ZERO_AT_OR_BELOW)) - zeros
-        subnormal = int(torch.count_nonzero(magnitude < FP16_SMALLEST_NORMAL)) - zeros
+        nonzero = xp.numel(finite) - zeros
+        bounds = [("<=", FP16_ZERO_AT_OR_BELOW), ("<", FP16_SMALLEST_NORMAL)]
+        if self.norms["max_abs"] >= FP16_INF_FROM:
+            bounds.append((">=", FP16_INF_FROM))
+        counts = xp.count_magnitudes(finite, bounds)
+        underflow, subnormal = counts[0] - zeros, counts[1] - zeros
+        overflow = counts[2] if len(counts) > 2 else 0
         return {
             "fp16_overflow_count": overflow,
             "fp16_underflow_count": underflow,
@@ -179,7 +196,7 @@ class TensorStats:
         }
 
     @cached_property
-    def singular_values(self) -> torch.Tensor:
+    def singular_values(self) -> np.ndarray:
         """The one decomposition of this matrix (float64, descending), shared by every rule."""
         return singular_values(self.matrix)
 
@@ -205,10 +222,9 @@ class TensorStats:
         """A digest of the stored bytes, dtype and shape: equal digests mean identical tensors."""
         import hashlib
 
-        values = self.values.detach().contiguous().cpu()
         digest = hashlib.blake2b(digest_size=16)
         digest.update(f"{self.record.dtype}{tuple(self.record.shape)}".encode())
-        digest.update(values.reshape(-1).view(torch.uint8).numpy().data)
+        digest.update(self.xp.host_bytes(self.values))
         return digest.hexdigest()
 
     # -- reporting ----------------------------------------------------------------------------

@@ -43,15 +43,26 @@ def _rule_line(title: str, width: int, paint, code: str = "1") -> str:
     return paint("=" * left + title + "=" * right, code)
 
 
+def _engine(device: str) -> str:
+    """What computed the statistics: NumPy on the CPU, PyTorch on a GPU (and for pickles)."""
+    import sys
+
+    import numpy
+
+    torch = sys.modules.get("torch")
+    parts = [f"numpy {numpy.__version__}"]
+    if torch is not None:
+        parts.append(f"torch {torch.__version__}")
+    return ", ".join(parts)
+
+
 def render(report, color: bool = False, verbose: bool = False, quiet: bool = False, **_options) -> str:
     paint = _Painter(color)
     width = min(shutil.get_terminal_size((88, 20)).columns, 100)
     lines: list[str] = []
     if not quiet:
-        import torch
-
         lines.append(_rule_line("weightlint session starts", width, paint))
-        lines.append(f"weightlint {__version__}, torch {torch.__version__}, device {report.device}")
+        lines.append(f"weightlint {__version__}, {_engine(report.device)}, device {report.device}")
         lines.append(f"paths: {' '.join(report.paths)}")
         files = sorted({f for source in report.sources for f in source.files})
         lines.append(

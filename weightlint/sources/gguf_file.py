@@ -22,15 +22,16 @@ from functools import partial
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
+from weightlint import dtypes
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
 
 INSTALL_HINT = "pip install gguf"  # a dependency of weightlint; missing only in a broken environment
 # Types read without conversion: GGML type name → the dtype the record (and load()) has.
-DIRECT_FLOATS = {"F32": torch.float32, "F16": torch.float16, "F64": torch.float64, "BF16": torch.bfloat16}
-DIRECT_INTEGERS = {"I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64}
+DIRECT_FLOATS = {"F32": dtypes.float32, "F16": dtypes.float16, "F64": dtypes.float64, "BF16": dtypes.bfloat16}
+DIRECT_INTEGERS = {"I8": dtypes.dtype("int8"), "I16": dtypes.dtype("int16"), "I32": dtypes.dtype("int32"),
+                   "I64": dtypes.dtype("int64")}
 # Metadata keys kept in the source description: scalars only (tokenizer arrays can hold 100k+ entries).
 _SKIPPED_PREFIXES = ("GGUF.", "tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
                      "tokenizer.ggml.merges", "tokenizer.chat_template")
@@ -101,7 +102,7 @@ def _item(tensor: Any, path: str, shown: str, header: dict[str, Any], byte_order
                        if byte_order == "<" else f"{kind} tensor of a big-endian GGUF file; values not checked",
                        tensor=tensor.name, detail={"gguf_type": kind, "shape": list(shape)})
     metadata["quantized"] = True
-    return TensorRecord(name=tensor.name, shape=shape, dtype=torch.float32, file=shown,
+    return TensorRecord(name=tensor.name, shape=shape, dtype=dtypes.float32, file=shown,
                         load=partial(_dequantize, where, tensor.tensor_type, shape),
                         format="gguf", metadata=metadata)
 
@@ -122,24 +123,17 @@ def read_bytes(path: str, offset: int, nbytes: int) -> np.ndarray:
     return buffer
 
 
-_NUMPY = {torch.float32: "f4", torch.float16: "f2", torch.float64: "f8", torch.bfloat16: "i2",
-          torch.int8: "i1", torch.int16: "i2", torch.int32: "i4", torch.int64: "i8"}
+def _read_direct(where: tuple[str, int, int], dtype: dtypes.DType, shape: tuple[int, ...], byte_order: str) -> np.ndarray:
+    # Floats widen exactly to float32 (BF16 from its raw 16 bits, never rounded through another type).
+    return dtypes.decode(read_bytes(*where), dtype, shape, byte_order)
 
 
-def _read_direct(where: tuple[str, int, int], dtype: torch.dtype, shape: tuple[int, ...], byte_order: str) -> torch.Tensor:
-    stored = np.dtype(byte_order + _NUMPY[dtype])
-    values = read_bytes(*where).view(stored).astype(stored.newbyteorder("="), copy=False).reshape(shape)
-    tensor = torch.from_numpy(values)
-    # BF16 is read as its raw 16 bits and reinterpreted, never rounded through another type.
-    return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
-
-
-def _dequantize(where: tuple[str, int, int], quant_type: Any, shape: tuple[int, ...]) -> torch.Tensor:
+def _dequantize(where: tuple[str, int, int], quant_type: Any, shape: tuple[int, ...]) -> np.ndarray:
     from gguf.quants import dequantize, quant_shape_to_byte_shape
 
     raw = read_bytes(*where).reshape(quant_shape_to_byte_shape(shape, quant_type))
     values = dequantize(raw, quant_type)
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32).reshape(shape))
+    return np.ascontiguousarray(values, dtype=np.float32).reshape(shape)
 
 
 def can_dequantize(quant_type: Any) -> bool:

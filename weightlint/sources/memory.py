@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterator, Mapping
-
-import torch
 
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Source
@@ -13,7 +12,12 @@ from weightlint.sources.torch_pickle import find_state_dict, flatten_tensors
 _CONV1D_CLASS = "Conv1D"
 
 
-def _layouts(module: torch.nn.Module) -> dict[str, str]:
+def _is_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")  # an nn.Module exists only once torch is imported
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _layouts(module: Any) -> dict[str, str]:
     """Parameter name → layout, from the module types (HF ``Conv1D`` stores (in, out))."""
     layouts = {}
     for module_name, child in module.named_modules():
@@ -26,13 +30,13 @@ def _layouts(module: torch.nn.Module) -> dict[str, str]:
 class MemorySource(Source):
     def __init__(self, obj: Any, label: str | None = None) -> None:
         self._obj = obj
-        kind = "module" if isinstance(obj, torch.nn.Module) else "state-dict"
+        kind = "module" if _is_module(obj) else "state-dict"
         label = label or f"<{type(obj).__name__}>"
         super().__init__(path=label, format=kind, files=[label])
 
     def items(self) -> Iterator[Item]:
-        if isinstance(self._obj, torch.nn.Module):
-            state: Mapping[str, torch.Tensor] = self._obj.state_dict(keep_vars=False)
+        if _is_module(self._obj):
+            state: Mapping[str, Any] = self._obj.state_dict(keep_vars=False)
             layouts = _layouts(self._obj)
             buffers = {name for name, _ in self._obj.named_buffers()}
         else:

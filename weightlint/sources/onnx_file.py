@@ -18,25 +18,21 @@ import os
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
+from weightlint import dtypes
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
 
 INSTALL_HINT = "pip install weightlint[onnx]"
-# ONNX TensorProto data type names → torch dtypes. Missing: strings and sub-byte packed types.
-_DTYPES = {
-    "FLOAT": torch.float32, "FLOAT16": torch.float16, "DOUBLE": torch.float64, "BFLOAT16": torch.bfloat16,
-    "INT8": torch.int8, "UINT8": torch.uint8, "INT16": torch.int16, "INT32": torch.int32, "INT64": torch.int64,
-    "BOOL": torch.bool, "COMPLEX64": torch.complex64, "COMPLEX128": torch.complex128,
-}
-for _onnx_name, _torch_name in (("UINT16", "uint16"), ("UINT32", "uint32"), ("UINT64", "uint64"),
-                                ("FLOAT8E4M3FN", "float8_e4m3fn"), ("FLOAT8E4M3FNUZ", "float8_e4m3fnuz"),
-                                ("FLOAT8E5M2", "float8_e5m2"), ("FLOAT8E5M2FNUZ", "float8_e5m2fnuz"),
-                                ("FLOAT8E8M0", "float8_e8m0fnu")):
-    if hasattr(torch, _torch_name):
-        _DTYPES[_onnx_name] = getattr(torch, _torch_name)
-# numpy cannot hand these to torch directly (ml_dtypes or unsigned): reinterpret the bits.
+# ONNX TensorProto data type names → element types. Missing: strings and sub-byte packed types.
+_DTYPES = {onnx_name: dtypes.dtype(name) for onnx_name, name in (
+    ("FLOAT", "float32"), ("FLOAT16", "float16"), ("DOUBLE", "float64"), ("BFLOAT16", "bfloat16"),
+    ("INT8", "int8"), ("UINT8", "uint8"), ("INT16", "int16"), ("INT32", "int32"), ("INT64", "int64"),
+    ("BOOL", "bool"), ("COMPLEX64", "complex64"), ("COMPLEX128", "complex128"), ("UINT16", "uint16"),
+    ("UINT32", "uint32"), ("UINT64", "uint64"), ("FLOAT8E4M3FN", "float8_e4m3fn"),
+    ("FLOAT8E4M3FNUZ", "float8_e4m3fnuz"), ("FLOAT8E5M2", "float8_e5m2"), ("FLOAT8E5M2FNUZ", "float8_e5m2fnuz"),
+    ("FLOAT8E8M0", "float8_e8m0fnu"))}
+# ml_dtypes arrays (bfloat16, float8) are reinterpreted as their bits, then decoded exactly.
 _BIT_VIEWS = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 
@@ -111,10 +107,10 @@ def _item(initializer: Any, shown: str, folder: str, usage: dict[str, Any], file
                         format="onnx", layout=usage.get("layout"), metadata=metadata)
 
 
-def _external_problem(data_path: str, info: Any, shape: tuple[int, ...], dtype: torch.dtype) -> str | None:
+def _external_problem(data_path: str, info: Any, shape: tuple[int, ...], dtype: dtypes.DType) -> str | None:
     if not os.path.isfile(data_path):
         return f"external data file {info.location} does not exist"
-    needed = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     length = info.length if info.length else needed
     end = (info.offset or 0) + length
     size = os.path.getsize(data_path)
@@ -123,7 +119,7 @@ def _external_problem(data_path: str, info: Any, shape: tuple[int, ...], dtype: 
     return None
 
 
-def _read(initializer: Any, folder: str, dtype: torch.dtype) -> torch.Tensor:
+def _read(initializer: Any, folder: str, dtype: dtypes.DType) -> np.ndarray:
     from onnx import TensorProto, numpy_helper
     from onnx.external_data_helper import uses_external_data
 
@@ -136,11 +132,11 @@ def _read(initializer: Any, folder: str, dtype: torch.dtype) -> torch.Tensor:
     else:
         array = numpy_helper.to_array(initializer)
     array = np.ascontiguousarray(array)
-    try:
-        tensor = torch.from_numpy(array.copy())
-    except (TypeError, RuntimeError, ValueError):  # bfloat16 / float8 from ml_dtypes, unsigned types older torch lacks
-        tensor = torch.from_numpy(array.view(_BIT_VIEWS[array.dtype.itemsize]).copy()).view(dtype)
-    return tensor.to(dtype) if tensor.dtype != dtype else tensor
+    if dtype.name == "bfloat16" or dtype.name.startswith("float8"):
+        # ml_dtypes arrays: decode the stored bits exactly, to float32.
+        bits = array.view(_BIT_VIEWS[array.dtype.itemsize]).reshape(-1).view(np.uint8)
+        return dtypes.decode(bits.copy(), dtype, tuple(array.shape))
+    return array if array.flags.owndata else array.copy()
 
 
 def _usage(graph: Any) -> dict[str, dict[str, Any]]:

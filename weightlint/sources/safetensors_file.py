@@ -1,4 +1,4 @@
-"""Single ``.safetensors`` files: memory-mapped, one tensor loaded at a time."""
+"""Single ``.safetensors`` files: the header parsed here, one tensor read at a time, no torch."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ import struct
 from functools import partial
 from typing import Iterator
 
-import torch
+import numpy as np
 
+from weightlint import dtypes
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
 
+# safetensors dtype names → element types. Every one is read without torch (see weightlint.dtypes).
 DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
+    "F64": dtypes.float64, "F32": dtypes.float32, "F16": dtypes.float16, "BF16": dtypes.bfloat16,
+    **{code: dtypes.dtype(name) for code, name in (
+        ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), ("I64", "int64"), ("I32", "int32"),
+        ("I16", "int16"), ("I8", "int8"), ("U8", "uint8"), ("U16", "uint16"), ("U32", "uint32"),
+        ("U64", "uint64"), ("BOOL", "bool"), ("C64", "complex64"))},
 }
-for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), ("U16", "uint16"),
-                     ("U32", "uint32"), ("U64", "uint64"), ("C64", "complex64")):
-    if hasattr(torch, _attr):
-        DTYPES[_name] = getattr(torch, _attr)
 
 
 def read_header(path: str) -> tuple[dict, int]:
@@ -69,10 +69,10 @@ def header_problem(path: str) -> str | None:
     return None
 
 
-def read_bytes_into(path: str, offset: int, target: torch.Tensor) -> None:
-    """Fill a uint8 tensor from the file at ``offset`` with plain reads (no memory map: a scan's
+def read_bytes_into(path: str, offset: int, target: np.ndarray) -> None:
+    """Fill a uint8 array from the file at ``offset`` with plain reads (no memory map: a scan's
     resident memory then holds the tensors in flight, not every page of the file it touched)."""
-    view = memoryview(target.numpy()).cast("B")
+    view = memoryview(target).cast("B")
     with open(path, "rb", buffering=0) as handle:
         handle.seek(offset)
         done = 0
@@ -83,11 +83,12 @@ def read_bytes_into(path: str, offset: int, target: torch.Tensor) -> None:
             done += count
 
 
-def load_tensor(path: str, offset: int, nbytes: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-    buffer = torch.empty(nbytes, dtype=torch.uint8)
+def load_tensor(path: str, offset: int, nbytes: int, dtype: dtypes.DType, shape: tuple[int, ...]) -> np.ndarray:
+    """One tensor as a NumPy array: floats as float32 (exact; float64 kept), others as stored."""
+    buffer = np.empty(nbytes, dtype=np.uint8)
     if nbytes:
         read_bytes_into(path, offset, buffer)
-    return buffer.view(dtype).reshape(shape)
+    return dtypes.decode(buffer, dtype, shape)
 
 
 class SafetensorsSource(Source):
@@ -104,7 +105,7 @@ def _validate_with_library(path: str) -> str | None:
     from safetensors import safe_open
 
     try:
-        with safe_open(path, framework="pt"):
+        with safe_open(path, framework="numpy"):
             pass
     except Exception as error:  # safetensors raises its own error types
         return short_reason(error)
@@ -133,7 +134,7 @@ def read_safetensors(path: str, only: set[str] | None = None) -> Iterator[Item]:
             continue
         shape = tuple(int(size) for size in entry.get("shape", ()))
         begin, end = (int(offset) for offset in entry["data_offsets"])
-        expected = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        expected = math.prod(shape) * dtype.itemsize
         if end - begin != expected:
             yield Problem("unreadable", shown, f"tensor data is {end - begin} bytes, its dtype and shape need "
                                                f"{expected}", tensor=name)

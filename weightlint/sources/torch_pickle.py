@@ -18,8 +18,6 @@ import warnings
 import zipfile
 from typing import IO, Any, Iterator, Mapping
 
-import torch
-
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path
 
@@ -30,7 +28,17 @@ _BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the d
                 "Re-running `torch.load`", "In PyTorch 2.6", "You can use", "WeightsUnpickler error")
 
 
+def _is_tensor(value: Any) -> bool:
+    """A torch.Tensor, asked without importing torch (a mapping of them means torch is loaded)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def _load(path: str) -> Any:
+    import torch  # a pickle needs PyTorch to be read; safetensors, GGUF and ONNX files do not
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if zipfile.is_zipfile(path):
@@ -192,16 +200,16 @@ def find_state_dict(obj: Any, prefix: str = "") -> tuple[str, Mapping] | None:
             found = find_state_dict(inner, f"{prefix}{key}/")
             if found is not None:
                 return found
-    if any(isinstance(value, torch.Tensor) for value in obj.values()):
+    if any(_is_tensor(value) for value in obj.values()):
         return prefix, obj
     return None
 
 
-def flatten_tensors(mapping: Mapping, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+def flatten_tensors(mapping: Mapping, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Tensors of a state dict; nested plain dicts become dotted names."""
     for key, value in mapping.items():
         name = f"{prefix}{key}"
-        if isinstance(value, torch.Tensor):
+        if _is_tensor(value):
             yield name, value
         elif isinstance(value, Mapping):
             yield from flatten_tensors(value, f"{name}.")
@@ -237,7 +245,7 @@ def read_torch_pickle(path: str, only: set[str] | None = None) -> Iterator[Item]
         else:
             yield Problem("unreadable", shown, f"not a PyTorch checkpoint: {hint or _reason(error)}")
         return
-    if isinstance(obj, torch.Tensor):
+    if _is_tensor(obj):
         obj = {"tensor": obj}
     found = find_state_dict(obj)
     if found is None:
