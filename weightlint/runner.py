@@ -280,9 +280,11 @@ class Session:
             configfile.apply(config_file, self.config, self.rules)
         self.device = resolve_device(self.config.device)
         self.cores = available_cores()
-        # One tensor at a time with every core for BLAS and a reader thread ahead measured fastest
-        # here (the large operations are multi-threaded already; parallel tensors contend).
-        self.jobs = max(1, self.config.jobs or 1)
+        # Default: one job per core on the CPU, each with one BLAS thread (LAPACK's symmetric
+        # eigensolvers scale poorly with threads; independent tensors scale with cores), and two
+        # on a GPU (one computing while the next tensor is read and copied over).
+        default_jobs = 2 if self.device.startswith("cuda") else self.cores
+        self.jobs = max(1, self.config.jobs or default_jobs)
         self.context = CheckContext(self.config, self.rules, self.device)
         self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
             group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)))
