@@ -5,7 +5,8 @@
 For every checkpoint it runs, as separate processes and alternating (a, b, c, a, b, c, ...)
 ``--repeat`` times so that machine noise falls on all three alike:
 
-  (a) ``weightlint check PATH -q --format json -o /dev/null`` with the default rules;
+  (a) ``weightlint check PATH -q --format json -o /dev/null`` with the default rules, its
+      skeleton cache warm (one first run with an empty cache is timed separately as (a0));
   (b) ``benchmarks/ww_analyze.py PATH``: WeightWatcher ``analyze()`` over the same folder;
   (c) ``benchmarks/floor.py PATH``: read every tensor, one ``torch.linalg.svdvals`` per matrix.
 
@@ -328,6 +329,12 @@ def table(name: str, result: dict) -> str:
         if key in result["ratios"]:
             both = result["ratios"][key]
             lines.append(f"{label} median {format_ratio(both['median'])};  min {format_ratio(both['min'])}")
+    cold = result["summary"].get("weightlint_cold")
+    if cold:
+        found = [f"{label} {format_ratio(result['ratios'].get(key))}" for label, key in
+                 (("a0/b", "weightlint_cold/weightwatcher"), ("a0/c", "weightlint_cold/floor"))]
+        lines.append(f"(a0) first weightlint run, empty skeleton cache: {cold['wall_s']:.2f} s, "
+                     f"{cold['maxrss_mb']:.0f} MB;  " + ";  ".join(found))
     load = result["machine"].get("loadavg_before"), result["machine"].get("loadavg_after")
     lines.append(f"load average before/after: {load[0]} / {load[1]}  (nproc {result['machine']['nproc']})")
     return "\n".join(lines)
@@ -345,6 +352,15 @@ def benchmark(name: str, args, env: dict, cwd: str) -> dict:
                             shlex.split(args.floor_args))
     runs: dict[str, list[dict]] = {tool: [] for tool in args.tools}
     timeouts = {"weightwatcher": args.ww_timeout or None}
+    cold = None
+    if "weightlint" in args.tools:
+        # weightlint keeps the skeleton that config.json builds in its cache (building it imports
+        # transformers and torch). One untimed-for-ratios first run with an empty cache shows what
+        # a fresh machine pays once; the alternating rounds are the repeated runs of CI and hooks.
+        env = {**env, "WEIGHTLINT_CACHE_DIR": tempfile.mkdtemp(prefix=f"skeletons-{name}-", dir=cwd)}
+        cold = measure(all_commands["weightlint"], env, cwd, args.timeout or None)
+        print(f"[{name} {args.device} cold] {'(a) weightlint, empty cache':29} "
+              f"{cold['wall_s']:8.2f} s {cold['maxrss_mb']:7.0f} MB", file=sys.stderr)
     for round_number in range(1, args.repeat + 1):
         for tool in args.tools:
             if tool == "weightwatcher" and any(run["timed_out"] for run in runs[tool]):
@@ -365,6 +381,12 @@ def benchmark(name: str, args, env: dict, cwd: str) -> dict:
             ratios[f"weightlint/{other}"] = {
                 "median": ratio(summary["weightlint"], summary[other], "median_s"),
                 "min": ratio(summary["weightlint"], summary[other], "min_s")}
+    if cold is not None and succeeded("weightlint", cold):
+        summary["weightlint_cold"] = {"wall_s": cold["wall_s"], "maxrss_mb": cold["maxrss_mb"]}
+        for other in ("weightwatcher", "floor"):
+            if summary.get(other, {}).get("median_s"):
+                ratios[f"weightlint_cold/{other}"] = {"value": round(cold["wall_s"] / summary[other]["median_s"], 3),
+                                                      "bound": "="}
     return {"checkpoint_name": name, "device": args.device, "repeat": args.repeat,
             "tools": list(args.tools), "commands": {t: all_commands[t] for t in args.tools},
             "checkpoint": checkpoint, "machine": machine, "summary": summary,
@@ -428,7 +450,7 @@ def main(argv=None) -> int:
             path.write_text(json.dumps(result, indent=2) + "\n")
             print(table(name, result))
             print(f"-> {path.relative_to(REPO) if path.is_relative_to(REPO) else path}\n")
-            failed |= any(s["ok"] == 0 and not s["timed_out"] for s in result["summary"].values())
+            failed |= any(s.get("ok", 1) == 0 and not s.get("timed_out") for s in result["summary"].values())
     return 1 if failed else 0
 
 

@@ -200,3 +200,16 @@ def test_auto_device_without_a_gpu_driver_does_not_import_torch():
     if driver == "True":
         pytest.skip("this machine has a GPU driver")
     assert (device, imported) == ("cpu", "False")
+
+
+def test_no_cache_flag_leaves_the_cache_empty(tmp_path, cli):
+    from transformers import GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=8)).save_pretrained(tmp_path / "m")
+    cache = tmp_path / "cache"
+    result = cli(str(tmp_path / "m"), "-q", "--no-cache", env={"WEIGHTLINT_CACHE_DIR": str(cache)})
+    assert result.returncode in (0, 1), result.stderr
+    assert not cache.exists()
+    result = cli(str(tmp_path / "m"), "-q", env={"WEIGHTLINT_CACHE_DIR": str(cache)})
+    assert result.returncode in (0, 1), result.stderr
+    assert len(list((cache / "skeletons").glob("*.json"))) == 1
