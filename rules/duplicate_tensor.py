@@ -5,6 +5,7 @@ from collections import defaultdict
 from weightlint import Rule, Severity, hookimpl
 from weightlint.architecture import annotate_sources
 from weightlint.roles import records_tied
+from weightlint.stats import same_data
 
 RULE = Rule(
     code="WL502",
@@ -14,8 +15,9 @@ RULE = Rule(
     scope="matrix",
     applies_to="non-constant weight matrices, compared within each checkpoint",
     what_it_does="""
-Hashes every weight matrix's stored bytes (BLAKE2b over dtype, shape and data) during the stream and
-reports groups of identical tensors in one checkpoint. Pairs that models tie on purpose — an input
+Fingerprints every weight matrix during the stream (BLAKE2b over dtype, shape, min and max, and a
+strided sample of its values), then reads the matrices whose fingerprints match again
+and compares their data bit for bit: it reports groups of identical tensors in one checkpoint. Pairs that models tie on purpose — an input
 embedding and an output head (`wte`/`lm_head`, `embed_tokens`/`lm_head`, `word_embeddings`/
 `decoder`, T5's `shared`) — are not reported, and neither are constant tensors (WL503's job). In a
 folder with a `config.json` that `transformers` can build, the model decides instead: tensors it
@@ -34,6 +36,22 @@ a shared block), suppress the finding for those tensors.
 )
 
 
+def _identical(candidates):
+    """Split records with equal fingerprints into groups whose data are bit-for-bit equal."""
+    groups = []
+    for record in candidates:
+        for group in groups:
+            try:
+                if same_data(group[0], record):
+                    group.append(record)
+                    break
+            except Exception:  # the file changed or vanished since the scan: not a proven copy
+                continue
+        else:
+            groups.append([record])
+    return [group for group in groups if len(group) > 1]
+
+
 @hookimpl
 def weightlint_rules():
     return [RULE]
@@ -43,7 +61,7 @@ def weightlint_rules():
 def weightlint_check_tensor(tensor, stats, context):
     # Hash while the data is loaded; the model hook compares the digests.
     if context.options(RULE, tensor) is not None and tensor.is_matrix:
-        stats.content_hash  # noqa: B018 - computed and cached for weightlint_check_model
+        stats.fingerprint  # noqa: B018 - computed and cached for weightlint_check_model
     return None
 
 
@@ -56,10 +74,11 @@ def weightlint_check_model(model, context):
     for record in model.records:
         stats = model.stats_of(record)
         norms = stats.get("norms", {})
-        if "content_hash" in stats and norms.get("min") != norms.get("max") and context.options(RULE, record) is not None:
-            groups[(record.metadata.get("source"), stats["content_hash"])].append(record)
+        if "fingerprint" in stats and norms.get("min") != norms.get("max") and context.options(RULE, record) is not None:
+            groups[(record.metadata.get("source"), stats["fingerprint"])].append(record)
     findings = []
-    for members in groups.values():
+    for members in (group for candidates in groups.values() if len(candidates) > 1
+                    for group in _identical(candidates)):
         for record in members:
             copies = [other.name for other in members if other is not record and not records_tied(record, other)]
             if copies:

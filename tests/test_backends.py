@@ -107,6 +107,7 @@ def test_numpy_and_torch_backends_compute_the_same_statistics(name):
         # matrix (~1e-5 relative; two LAPACKs round differently): compared to 1e-4 there.
         _close(getattr(on_numpy, group), getattr(on_torch, group), group, 1e-4 if group == "spectral" else 2e-5)
     assert on_numpy.content_hash == on_torch.content_hash
+    assert on_numpy.fingerprint == on_torch.fingerprint
 
 
 def test_statistics_match_float64_references():

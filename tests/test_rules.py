@@ -578,6 +578,20 @@ class TestDuplicateTensor:
         a = gt.tensor(gt.gaussian((16, 32), seed=39))
         assert findings(lint({"a.weight": a, "b.weight": a.double()}, "WL502")) == []
 
+    def test_equal_fingerprints_with_different_data_are_not_duplicates(self, tmp_path):
+        # 512 × 256 values: the fingerprint samples every 2nd one. Swapping two unsampled values
+        # keeps dtype, shape, min, max and the sample: only the data comparison tells.
+        a = gt.tensor(gt.gaussian((512, 256), seed=41))
+        b = a.clone()
+        flat = b.view(-1)
+        flat[1], flat[3] = a.view(-1)[3].item(), a.view(-1)[1].item()
+        assert not torch.equal(a, b)
+        save_file({"a.weight": a, "b.weight": b, "c.weight": a.clone()}, str(tmp_path / "m.safetensors"))
+        report = weightlint.check(tmp_path / "m.safetensors", select=["WL502"])
+        prints = {name: report.tensors[name]["fingerprint"] for name in ("a.weight", "b.weight", "c.weight")}
+        assert len(set(prints.values())) == 1  # all three are candidates ...
+        assert sorted(f.tensor for f in findings(report, "WL502")) == ["a.weight", "c.weight"]  # ... two are copies
+
     def test_duplicates_in_different_files_are_separate(self, tmp_path):
         a = gt.tensor(gt.gaussian((16, 32), seed=40))
         save_file({"a.weight": a}, str(tmp_path / "one.safetensors"))

@@ -155,9 +155,25 @@ class NumpyBackend:
         return picked
 
     @staticmethod
-    def abs_deviation(flat: np.ndarray, center: float) -> np.ndarray:
-        out = np.subtract(flat, np.float32(center) if flat.dtype == np.float32 else center)
+    def copy(x: np.ndarray) -> np.ndarray:
+        return np.array(x, copy=True)
+
+    @staticmethod
+    def abs_deviation(flat: np.ndarray, center: float, out: np.ndarray | None = None) -> np.ndarray:
+        """|x − center|, into ``out`` when given (a scratch copy the caller no longer needs)."""
+        out = np.subtract(flat, flat.dtype.type(center), out=out)
         return np.abs(out, out=out)
+
+    @staticmethod
+    def count_above(x: np.ndarray, bound: float) -> int:
+        """How many values exceed ``bound``, blocked (no mask the size of the tensor)."""
+        count = 0
+        flags = np.empty(BLOCK_VALUES, dtype=bool)
+        for block, _ in _blocks(x):
+            mask = flags[:block.size].reshape(block.shape)
+            np.greater(block, bound, out=mask)
+            count += int(np.count_nonzero(mask))
+        return count
 
     # -- int8 quantize–dequantize -------------------------------------------------------------
     @staticmethod
@@ -322,8 +338,20 @@ class TorchBackend:
         return [float(flat.kthvalue(k + 1).values) for k in kth]
 
     @staticmethod
-    def abs_deviation(flat: Any, center: float) -> Any:
-        return (flat - center).abs_()
+    def copy(x: Any) -> Any:
+        return x.clone()
+
+    @staticmethod
+    def abs_deviation(flat: Any, center: float, out: Any = None) -> Any:
+        import torch
+
+        return torch.sub(flat, center, out=out).abs_() if out is not None else (flat - center).abs_()
+
+    @staticmethod
+    def count_above(x: Any, bound: float) -> int:
+        import torch
+
+        return int(torch.count_nonzero(x > bound))
 
     @staticmethod
     def row_absmax(matrix: Any) -> Any:

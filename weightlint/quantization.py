@@ -45,18 +45,19 @@ def outlier_share(flat: Any, sigmas: float = 3.0) -> tuple[float, dict[str, Any]
     """
     xp = backend_for(flat)
     count = xp.numel(flat)
-    center = median(flat)
-    deviations = xp.abs_deviation(flat, center)
+    work = xp.copy(flat)  # the one temporary: partitioned for the median, then holds |x − median|
+    center = median(work, scratch=True)
+    deviations = xp.abs_deviation(flat, center, out=work)
     scale = MAD_TO_SIGMA * median(deviations, scratch=True)  # reorders the temporary; counts don't care
     method = "median/MAD"
     if scale == 0:
         method = "mean/std"
         center = xp.sum(flat) / count
-        deviations = xp.abs_deviation(flat, center)
+        deviations = xp.abs_deviation(flat, center, out=deviations)
         scale = (xp.sum_squares(deviations) / count) ** 0.5
     if scale == 0:
         return 0.0, {"center": center, "scale": 0.0, "scale_method": method}
-    beyond = xp.count(deviations > sigmas * scale)
+    beyond = xp.count_above(deviations, sigmas * scale)
     return 100.0 * beyond / count, {"center": center, "scale": scale, "scale_method": method}
 
 

@@ -20,6 +20,7 @@ GRAM32_CONDITION_LIMIT = 100.0
 FAST_PATH_ASPECT = 1.5
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 FLOAT64_EPS = float(np.finfo(np.float64).eps)
+KS_GRID = 64  # points per candidate for the lower bounds of the power-law fit's KS distances
 MIN_EIGENVALUES_FOR_FIT = 50  # WeightWatcher: "the power-law fits need at least 50 eigenvalues"
 
 
@@ -90,10 +91,36 @@ def powerlaw_alpha(eigenvalues: np.ndarray, threshold: float = 1e-5, small_n: in
     if count < small_n:
         usable &= (n >= min_tail) & (sums > 1e-12)
     distances = np.ones(count - 1)
-    for i in np.flatnonzero(usable):
+    candidates = np.flatnonzero(usable)
+    if len(candidates) == 0:
+        return None
+
+    def ks_distance(i: int) -> float:
         tail = x[i:]
         empirical = np.arange(tail.size) / tail.size
-        distances[i] = np.max(np.abs(1 - (tail / x[i]) ** (1 - alphas[i]) - empirical))
+        return float(np.max(np.abs(1 - (tail / x[i]) ** (1 - alphas[i]) - empirical)))
+
+    # Exact branch and bound: the KS distance is a maximum over the tail's points, so the maximum
+    # over a grid of KS_GRID of them is a lower bound. Bounds for every candidate come from one
+    # vectorized (candidates × grid) evaluation; candidates are then evaluated fully in order of
+    # their bound until the next bound exceeds the best distance found. Same minimum, same tie-break
+    # (the smallest index), as evaluating every candidate, at a fraction of the cost.
+    grid = np.unique(np.linspace(0, count - 1, min(count, KS_GRID)).astype(np.int64))
+    starts = candidates[:, None]
+    valid = grid[None, :] >= starts
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = x[grid][None, :] / x[candidates][:, None]
+        model = np.where(valid, ratio, 1.0) ** (1 - alphas[candidates])[:, None]
+        empirical = (grid[None, :] - starts) / (count - starts)
+        bounds = np.where(valid, np.abs(1 - model - empirical), 0.0).max(axis=1)
+    bounds = np.nan_to_num(bounds, nan=0.0) - 1e-12  # an ulp of pow must not prune the winner
+    best_distance = math.inf
+    for position in np.argsort(bounds, kind="stable"):
+        if bounds[position] > best_distance:
+            break
+        i = int(candidates[position])
+        distances[i] = ks_distance(i)
+        best_distance = min(best_distance, distances[i])
     best = int(np.argmin(distances))
     if not usable[best]:
         return None

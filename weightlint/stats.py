@@ -26,6 +26,16 @@ FP16_INF_FROM = 65520.0
 # fp16's smallest subnormal is 2^-24; anything at or below half of it rounds to zero (ties to even).
 FP16_ZERO_AT_OR_BELOW = 2.0**-25
 FP16_SMALLEST_NORMAL = 2.0**-14
+FINGERPRINT_SAMPLE = 1 << 16
+
+
+def same_data(first: TensorRecord, second: TensorRecord) -> bool:
+    """Whether two records hold bit-for-bit the same values (read again, one pair at a time)."""
+    if first.dtype != second.dtype or tuple(first.shape) != tuple(second.shape):
+        return False
+    a = np.ascontiguousarray(TensorStats.load_values(first)).reshape(-1)
+    b = np.ascontiguousarray(TensorStats.load_values(second)).reshape(-1)
+    return a.dtype == b.dtype and bool(np.array_equal(a.view(np.uint8), b.view(np.uint8)))
 
 
 def _index(flat_index: int, shape: tuple[int, ...]) -> list[int]:
@@ -218,6 +228,23 @@ class TensorStats:
         return quantization_group(self.matrix, self.norms, flat=self.values.reshape(-1))
 
     @cached_property
+    def fingerprint(self) -> str:
+        """A cheap digest that equal tensors share: dtype, shape, min, max and a strided sample of
+        at most ~65,536 values. Equal fingerprints make two tensors *candidates*; WL502
+        then compares their data (:func:`same_data`) before it calls them duplicates."""
+        import hashlib
+
+        flat = self.values.reshape(-1)
+        step = max(1, self.record.numel // FINGERPRINT_SAMPLE)
+        norms = self.norms
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{self.record.dtype}{tuple(self.record.shape)}".encode())
+        # min and max are exact whatever the summation order; sums are not, so they stay out.
+        digest.update(repr([norms.get("min"), norms.get("max")]).encode())
+        digest.update(self.xp.host_bytes(flat[::step]))
+        return digest.hexdigest()
+
+    @cached_property
     def content_hash(self) -> str:
         """A digest of the stored bytes, dtype and shape: equal digests mean identical tensors."""
         import hashlib
@@ -231,8 +258,9 @@ class TensorStats:
     def computed(self) -> dict[str, Any]:
         """Every group computed so far (the JSON report's per-tensor statistics)."""
         computed = {name: self.__dict__[name] for name in self.group_names() if self.__dict__.get(name)}
-        if "content_hash" in self.__dict__:
-            computed["content_hash"] = self.__dict__["content_hash"]
+        for name in ("fingerprint", "content_hash"):
+            if name in self.__dict__:
+                computed[name] = self.__dict__[name]
         return computed
 
     @classmethod
