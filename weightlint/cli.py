@@ -53,7 +53,8 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
                         help="exit 0 even with findings (usage and internal errors still exit 4 and 3)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto = cuda when available)")
     parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
-                        help="tensors checked in parallel (default: every core; BLAS threads are shared out)")
+                        help="tensors checked in parallel (default: one per two cores, 2 on CUDA; the cores' "
+                             "BLAS threads are shared out among the jobs)")
     parser.add_argument("--config", metavar="FILE",
                         help="configuration file (default: the nearest weightlint.yaml, .weightlint.yaml or "
                              "pyproject.toml [tool.weightlint] from the working directory upwards)")

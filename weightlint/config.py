@@ -115,7 +115,7 @@ class Config:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
     exit_zero: bool = False
-    jobs: int | None = None  # None: every core on the CPU, 2 on CUDA
+    jobs: int | None = None  # None: one per two cores on the CPU (two BLAS threads each), 2 on CUDA
     overrides: list[Override] = field(default_factory=list)
     suppress: list[Suppression] = field(default_factory=list)
     baseline: str | None = None
