@@ -51,6 +51,21 @@ def _blocks(x: np.ndarray):
         yield matrix[start:start + step], slice(start, start + step)
 
 
+def _float_sum(values: np.ndarray) -> float:
+    return float(np.sum(values))
+
+
+def _blocked(x: np.ndarray, transform: Any, dtype: Any, reduce: Any) -> Any:
+    """Σ reduce(transform(block)) over the blocks of ``x``, through one block-sized buffer."""
+    total = 0
+    buffer = np.empty(BLOCK_VALUES, dtype=dtype)
+    for block, _ in _blocks(x):
+        out = buffer[:block.size].reshape(block.shape)
+        transform(block, out)
+        total += reduce(out)
+    return total
+
+
 class NumpyBackend:
     name = "numpy"
 
@@ -68,23 +83,11 @@ class NumpyBackend:
 
     @staticmethod
     def sum_squares(x: np.ndarray) -> float:
-        total = 0.0
-        buffer = np.empty(BLOCK_VALUES, dtype=x.dtype)
-        for block, _ in _blocks(x):
-            out = buffer[:block.size].reshape(block.shape)
-            np.multiply(block, block, out=out)
-            total += float(np.sum(out))
-        return total
+        return _blocked(x, lambda block, out: np.multiply(block, block, out=out), x.dtype, _float_sum)
 
     @staticmethod
     def sum_abs(x: np.ndarray) -> float:
-        total = 0.0
-        buffer = np.empty(BLOCK_VALUES, dtype=x.dtype)
-        for block, _ in _blocks(x):
-            out = buffer[:block.size].reshape(block.shape)
-            np.abs(block, out=out)
-            total += float(np.sum(out))
-        return total
+        return _blocked(x, lambda block, out: np.abs(block, out=out), x.dtype, _float_sum)
 
     @staticmethod
     def count(mask: np.ndarray) -> int:
@@ -167,13 +170,7 @@ class NumpyBackend:
     @staticmethod
     def count_above(x: np.ndarray, bound: float) -> int:
         """How many values exceed ``bound``, blocked (no mask the size of the tensor)."""
-        count = 0
-        flags = np.empty(BLOCK_VALUES, dtype=bool)
-        for block, _ in _blocks(x):
-            mask = flags[:block.size].reshape(block.shape)
-            np.greater(block, bound, out=mask)
-            count += int(np.count_nonzero(mask))
-        return count
+        return _blocked(x, lambda block, out: np.greater(block, bound, out=out), np.bool_, np.count_nonzero)
 
     # -- int8 quantize–dequantize -------------------------------------------------------------
     @staticmethod
