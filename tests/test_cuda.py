@@ -1,0 +1,53 @@
+"""The CUDA path on a GPU: the same statistics and findings as the CPU. Skipped without CUDA (CI);
+`tests/test_backends.py` runs the same PyTorch backend on the CPU everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import weightlint
+from weightlint.record import TensorRecord
+from weightlint.runner import resolve_device
+from weightlint.stats import TensorStats
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def test_auto_picks_the_gpu():
+    assert resolve_device("auto") == "cuda"
+
+
+def test_gpu_statistics_match_the_cpu():
+    from test_backends import GROUPS, _close, _matrices
+
+    for name, array in _matrices().items():
+        record = TensorRecord(name=f"{name}.weight", shape=array.shape, dtype=str(array.dtype), file="x",
+                              load=lambda array=array: array)
+        on_cpu = TensorStats(record, values=array.copy())
+        on_gpu = TensorStats(record, "cuda", values=TensorStats.load_values(record, "cuda"))
+        assert on_gpu.values.is_cuda and on_gpu.values.dtype in (torch.float32, torch.float64)
+        for group in GROUPS:
+            _close(getattr(on_cpu, group), getattr(on_gpu, group), f"{name}.{group}",
+                   1e-4 if group == "spectral" else 2e-5)
+
+
+def test_minilm_findings_are_the_same_on_the_gpu(minilm):
+    def summary(device):
+        report = weightlint.check(minilm, device=device)
+        assert report.device.startswith(device)
+        return sorted((f.code, f.tensor or "", f.severity.name) for f in report.findings)
+
+    assert summary("cuda") == summary("cpu")
+
+
+def test_values_never_go_below_float32_on_the_gpu(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w.weight": torch.randn(64, 32).half(), "b.weight": torch.randn(64, 32).bfloat16()},
+              str(tmp_path / "m.safetensors"))
+    for record in weightlint.check(tmp_path / "m.safetensors", device="cuda").records:
+        values = TensorStats.load_values(record, "cuda")
+        assert values.dtype == torch.float32
+        np.testing.assert_array_equal(values.cpu().numpy(), TensorStats.load_values(record, "cpu"))
