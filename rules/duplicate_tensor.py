@@ -1,6 +1,7 @@
 """WL502 duplicate-tensor: two weight matrices with identical contents that are not tied."""
 
 from collections import defaultdict
+from itertools import combinations
 
 from weightlint import Rule, Severity, hookimpl
 from weightlint.architecture import annotate_sources
@@ -34,6 +35,12 @@ Re-run the merge or export and check the layer mapping. If the sharing is intend
 a shared block), suppress the finding for those tensors.
 """,
 )
+
+
+def _may_report(candidates):
+    """Whether a group of equal fingerprints can give a finding: two members not tied (tied ones,
+    an embedding and its head, are not read again)."""
+    return any(not records_tied(a, b) for a, b in combinations(candidates, 2))
 
 
 def _identical(candidates):
@@ -77,7 +84,7 @@ def weightlint_check_model(model, context):
         if "fingerprint" in stats and norms.get("min") != norms.get("max") and context.options(RULE, record) is not None:
             groups[(record.metadata.get("source"), stats["fingerprint"])].append(record)
     findings = []
-    for members in (group for candidates in groups.values() if len(candidates) > 1
+    for members in (group for candidates in groups.values() if _may_report(candidates)
                     for group in _identical(candidates)):
         for record in members:
             copies = [other.name for other in members if other is not record and not records_tied(record, other)]

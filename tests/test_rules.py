@@ -680,3 +680,21 @@ class TestHealthScore:
         assert int(weightlint.check({"m.weight": w}, select=["WL101"]).exit_code) == 0
         assert int(weightlint.check({"m.weight": w}, select=["WL101"], fail_on="warning").exit_code) != 0
         assert findings(weightlint.check({"m.weight": w}, select=["WL1"], ignore=["WL101"])) == []
+
+
+def test_tied_copies_are_not_read_again(tmp_path, monkeypatch):
+    """An embedding and its tied head share a fingerprint; no finding can come of it, so the data
+    is not read a second time (that would double the peak memory on a 7B model's embedding).
+    Untied copies are read again and compared."""
+    import weightlint.rules.duplicate_tensor as rule_module
+
+    calls = []
+    real = rule_module.same_data
+    monkeypatch.setattr(rule_module, "same_data", lambda *pair: calls.append(pair) or real(*pair))
+    e = gt.tensor(gt.gaussian((100, 16), seed=42))
+    save_file({"transformer.wte.weight": e, "lm_head.weight": e.clone()}, str(tmp_path / "tied.safetensors"))
+    assert findings(weightlint.check(tmp_path / "tied.safetensors", select=["WL502"])) == []
+    assert calls == []
+    save_file({"a.weight": e, "b.weight": e.clone()}, str(tmp_path / "copies.safetensors"))
+    assert len(findings(weightlint.check(tmp_path / "copies.safetensors", select=["WL502"]))) == 2
+    assert [(x.name, y.name) for x, y in calls] == [("a.weight", "b.weight")]
