@@ -305,3 +305,28 @@ def test_isolated_and_explicit_config(model, capsys):
     assert main([str(model), "-q", "--config", str(other), "--select", "WL101"]) == 1
     assert main([str(model), "-q", "--config", "missing.yaml"]) == 4
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_sarif_keeps_suppressed_and_baselined_findings_as_suppressed_results(model, tmp_path):
+    import json
+
+    from test_reporters import sarif_validator
+
+    # The baseline knows all three findings; the suppression takes the NaN first.
+    main([str(model), "--select", ",".join(ENGINE), "--write-baseline", str(tmp_path / "known.json"), "-q"])
+    write(model.parent / "weightlint.yaml",
+          "suppress:\n  - rule: WL100\n    tensor: layers.0.attn.weight\n    reason: known NaN, retrained next week\n")
+    code = main([str(model), "--select", ",".join(ENGINE), "--baseline", str(tmp_path / "known.json"),
+                 "--format", "sarif", "-o", "out.sarif", "-q"])
+    assert code == 0
+    log = json.loads(Path("out.sarif").read_text(encoding="utf-8"))
+    sarif_validator().validate(log)
+    accepted = {(r["ruleId"], r["properties"]["tensor"]): r["suppressions"] for r in log["runs"][0]["results"]}
+    assert set(accepted) == {("WL100", "layers.0.attn.weight"), ("WL101", "layers.1.attn.weight"),
+                             ("WL501", "layers.2.attn.weight")}
+    (by_config,) = accepted[("WL100", "layers.0.attn.weight")]
+    assert by_config["kind"] == "external" and by_config["status"] == "accepted"
+    assert by_config["justification"].startswith("suppressed: known NaN, retrained next week (")
+    assert by_config["justification"].endswith("weightlint.yaml:2)")  # where the entry is
+    (by_baseline,) = accepted[("WL501", "layers.2.attn.weight")]
+    assert by_baseline["justification"] == f"in the baseline {tmp_path / 'known.json'}"

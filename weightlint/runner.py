@@ -72,6 +72,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
     suppressed: list[Finding] = field(default_factory=list)
+    # Why each suppressed finding was accepted (same order): the entry's reason and where it is.
+    suppression_reasons: list[str] = field(default_factory=list)
     baselined: list[Finding] = field(default_factory=list)
     baseline_fixed: int = 0
 
@@ -482,6 +484,7 @@ class Session:
             else:
                 match.used += 1
                 report.suppressed.append(finding)
+                report.suppression_reasons.append(f"{match.reason} ({match.where})" if match.where else match.reason)
         file = self.config.source
         for entry in self.config.suppress:
             rule = self.rules.get("WL011" if entry.expired() else "WL010")

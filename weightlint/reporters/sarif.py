@@ -83,12 +83,30 @@ def _result(finding: Finding, rule_index: dict[str, int], in_memory: set[str]) -
     }
 
 
+def _accepted(report, rule_index: dict[str, int], in_memory: set[str]) -> list[dict[str, Any]]:
+    """Findings a suppression or the baseline accepted, as results with SARIF ``suppressions``:
+    viewers list them as suppressed (and code scanning as dismissed) instead of not at all."""
+    accepted = []
+    reasons = list(getattr(report, "suppression_reasons", []))
+    for position, finding in enumerate(report.suppressed):
+        reason = reasons[position] if position < len(reasons) else "suppressed in the configuration"
+        accepted.append((finding, f"suppressed: {reason}"))
+    baseline = getattr(report.config, "baseline", None)
+    accepted += [(finding, f"in the baseline {baseline}") for finding in report.baselined]
+    results = []
+    for finding, justification in accepted:
+        result = _result(finding, rule_index, in_memory)
+        result["suppressions"] = [{"kind": "external", "status": "accepted", "justification": justification}]
+        results.append(result)
+    return results
+
+
 def document(report) -> dict[str, Any]:
     rules = rules_run(report)
     known = {rule.code for rule in rules}
     # A finding of a rule the report does not list (a plugin that reports under a foreign code) still
     # needs a descriptor for its ruleIndex.
-    for finding in report.findings:
+    for finding in [*report.findings, *report.suppressed, *report.baselined]:
         if finding.code not in known:
             known.add(finding.code)
             rules.append(report.rules.get(finding.code) or Rule(
@@ -118,7 +136,8 @@ def document(report) -> dict[str, Any]:
             }},
             "originalUriBaseIds": {SOURCE_ROOT: {"uri": Path.cwd().as_uri().rstrip("/") + "/"}},
             "invocations": [invocation],
-            "results": [_result(finding, rule_index, in_memory) for finding in report.findings],
+            "results": [_result(finding, rule_index, in_memory) for finding in report.findings]
+                       + _accepted(report, rule_index, in_memory),
             "properties": {"summary": json_safe(summary)},
         }],
     }
