@@ -639,8 +639,8 @@ class TestUntrainedLayer:
 # =============================================================================================
 # Health score and verdict
 # =============================================================================================
-def scored(errors: int, warnings: int, infos: int = 0):
-    tensors = {}
+def scored(errors: int, warnings: int, infos: int = 0, **settings):
+    tensors = {"healthy.weight": gt.tensor(gt.gaussian((8, 8), seed=199))}
     for i in range(errors):            # WL503 error each
         tensors[f"zero{i}.weight"] = torch.zeros(8, 8)
     for i in range(0, warnings, 2):    # WL502: a pair of copies is two warnings
@@ -650,7 +650,7 @@ def scored(errors: int, warnings: int, infos: int = 0):
         t = gt.tensor(gt.gaussian((8, 8), seed=300 + i))
         t[0] = 0.0
         tensors[f"dead{i}.weight"] = t
-    report = lint(tensors, "WL501", "WL502", "WL503")
+    report = lint(tensors, "WL501", "WL502", "WL503", **settings)
     assert report.counts() == {"error": errors, "warning": warnings, "info": infos}
     return report
 
@@ -659,21 +659,37 @@ class TestHealthScore:
     def test_one_error_two_warnings(self):
         summary = scored(1, 2, infos=3).summary()
         assert summary["health_score"] == 100 - 10 - 6 == 84
-        assert summary["verdict"] == "good: deploy"
+        assert summary["verdict"] == "do not deploy"  # the error fails the gate, whatever the score
         assert summary["counts"] == {"error": 1, "warning": 2, "info": 3}
+
+    @pytest.mark.parametrize("errors, warnings, verdict", [
+        (0, 0, "deploy"), (0, 4, "deploy"), (1, 0, "do not deploy"), (11, 0, "do not deploy")])
+    def test_default_verdict_follows_the_gate(self, errors, warnings, verdict):
+        report = scored(errors, warnings)
+        assert report.verdict == report.summary()["verdict"] == verdict
+        assert (verdict == "deploy") == (int(report.exit_code) == 0)
 
     @pytest.mark.parametrize("errors, warnings, score, verdict", [
         (0, 0, 100, "good: deploy"),
-        (2, 0, 80, "good: deploy"),
+        (0, 6, 82, "good: deploy"),
+        (0, 8, 76, "fix before deploying"),
+        (1, 0, 90, "fix before deploying"),  # the guide's score is good, but an error fails the gate
         (2, 2, 74, "fix before deploying"),
         (4, 0, 60, "fix before deploying"),
         (4, 2, 54, "do not deploy"),
         (11, 0, 0, "do not deploy"),
     ])
-    def test_thresholds(self, errors, warnings, score, verdict):
-        report = scored(errors, warnings)
+    def test_guide_profile_score_bands(self, errors, warnings, score, verdict):
+        report = scored(errors, warnings, profile="guide")
         assert report.health_score == report.summary()["health_score"] == score
         assert report.verdict == report.summary()["verdict"] == verdict
+        assert report.summary()["profile"] == "guide"
+
+    def test_nothing_checked_is_never_deploy(self, tmp_path):
+        (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint")
+        report = weightlint.check(tmp_path / "broken.safetensors")
+        assert report.verdict == "nothing checked" and int(report.exit_code) != 0
+        assert weightlint.check({}).verdict == "nothing checked"
 
     def test_exit_code_follows_fail_on(self):
         w = gt.tensor(gt.with_condition(64, 96, 2e4, seed=45))

@@ -47,6 +47,9 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     side.add_argument("--sarif", dest="sarif_file", metavar="FILE", help="also write SARIF 2.1.0 to FILE")
     side.add_argument("--markdown", dest="markdown_file", metavar="FILE",
                       help="also write the Markdown summary to FILE (e.g. \"$GITHUB_STEP_SUMMARY\")")
+    parser.add_argument("--profile", choices=("default", "guide"), default=None,
+                        help="threshold profile: default (calibrated on real models) or guide (the guide's literal "
+                             "thresholds and score)")
     parser.add_argument("--fail-on", choices=("info", "warning", "error"), default=None,
                         help="exit 1 when a finding is at or above this severity (default: error)")
     parser.add_argument("--exit-zero", action="store_true", default=None,
@@ -122,7 +125,7 @@ def _config(args):
 
     config = Config(plugins=list(args.plugins))
     given = {"fail_on": args.fail_on, "device": args.device, "exit_zero": args.exit_zero, "baseline": args.baseline,
-             "jobs": args.jobs}
+             "jobs": args.jobs, "profile": args.profile}
     for name, value in given.items():
         if value is not None:
             setattr(config, name, Severity.parse(value) if name == "fail_on" else value)

@@ -15,6 +15,10 @@ from typing import Any
 from weightlint.finding import Severity
 from weightlint.rule import Rule
 
+# Threshold profiles: ``default`` is calibrated on real published models (docs/calibration.md);
+# ``guide`` is the guide's literal numbers (κ > 1e5 critical, outliers > 10% …) and its score.
+PROFILES = ("default", "guide")
+
 
 def specificity(selector: str) -> int:
     """How specific a selector is: ALL < a code prefix (by length) < a full code or a rule name."""
@@ -108,6 +112,7 @@ class Suppression:
 @dataclass
 class Config:
     fail_on: Severity = Severity.ERROR
+    profile: str = "default"
     device: str = "auto"
     select: list[str] = field(default_factory=lambda: ["ALL"])
     extend_select: list[str] = field(default_factory=list)
@@ -132,7 +137,7 @@ class Config:
         return best_select >= 0 and best_select > best_ignore
 
     def rule_options(self, rule: Rule) -> dict[str, Any]:
-        options = dict(rule.thresholds)
+        options = rule.thresholds_for(self.profile)
         for key, value in self.rules.get(rule.code, {}).items():
             if key != "severity":
                 options[key] = value
@@ -176,6 +181,10 @@ class CheckContext:
     config: Config
     rules: dict[str, Rule]
     device: str
+
+    @property
+    def profile(self) -> str:
+        return self.config.profile
 
     def __post_init__(self) -> None:
         self._base = self._options_under(self.config)

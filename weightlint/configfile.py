@@ -16,13 +16,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from weightlint.config import Config, Override, Pattern, Suppression, selector_matches
+from weightlint.config import PROFILES, Config, Override, Pattern, Suppression, selector_matches
 from weightlint.finding import Severity
 from weightlint.rule import Rule
 
 FILE_NAMES = ("weightlint.yaml", ".weightlint.yaml")
 SEVERITIES = ("info", "warning", "error")
-TOP_KEYS = ("fail-on", "device", "jobs", "select", "extend-select", "ignore", "rules", "overrides", "suppress",
+TOP_KEYS = ("profile", "fail-on", "device", "jobs", "select", "extend-select", "ignore", "rules", "overrides", "suppress",
             "plugins", "baseline", "exit-zero")
 OVERRIDE_KEYS = ("tensors", "files", "select", "extend-select", "ignore", "rules")
 SUPPRESS_KEYS = ("rule", "tensor", "file", "reason", "expires")
@@ -333,6 +333,11 @@ def apply(raw: RawConfig, config: Config, rules: dict[str, Rule]) -> Config:
     def unset(name: str) -> bool:
         return name not in config.explicit
 
+    if "profile" in data and unset("profile"):
+        if data["profile"] not in PROFILES:
+            raise raw.error(("profile",), f"unknown profile {data['profile']!r}: expected one of "
+                            f"{', '.join(PROFILES)}{_did_you_mean(data['profile'], PROFILES)}")
+        config.profile = data["profile"]
     if "fail-on" in data and unset("fail_on"):
         config.fail_on = _severity(raw, data["fail-on"], ("fail-on",))
     if "device" in data and unset("device"):

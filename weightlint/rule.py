@@ -39,6 +39,9 @@ class Rule:
     # checkpoint file), "tensor" (each judged tensor), "matrix" (each weight matrix), or "run"
     # (checks of the model or the configuration, visible only through their findings).
     scope: str = "tensor"
+    # Threshold sets other than the default, by profile name (``guide``: the guide's literal
+    # numbers). Keys are a subset of ``thresholds``; a profile the rule does not list uses the default.
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):
@@ -47,6 +50,14 @@ class Rule:
             raise ValueError(f"rule name {self.name!r} must be kebab-case")
         if self.scope not in SCOPES:
             raise ValueError(f"rule scope {self.scope!r} must be one of {', '.join(SCOPES)}")
+        for profile, values in self.profiles.items():
+            unknown = set(values) - set(self.thresholds)
+            if unknown:
+                raise ValueError(f"profile {profile!r} of {self.code} sets unknown options {sorted(unknown)}")
+
+    def thresholds_for(self, profile: str) -> dict[str, Any]:
+        """The default thresholds with the profile's values on top."""
+        return {**self.thresholds, **self.profiles.get(profile, {})}
 
     def finding(
         self,
@@ -117,7 +128,11 @@ class Rule:
         return "\n".join(parts) + "\n"
 
     def _options_text(self) -> str:
-        lines = [f"- `{key}` (default `{value}`)" for key, value in self.thresholds.items()]
+        lines = []
+        for key, value in self.thresholds.items():
+            variants = "".join(f", `{value}` under `profile: {name}`" for name, values in self.profiles.items()
+                               if key in values and values[key] != value for value in [values[key]])
+            lines.append(f"- `{key}` (default `{value}`{variants})")
         if self.options_doc:
             lines.append(self.options_doc.strip())
         return "\n".join(lines) if lines else "None."
@@ -131,6 +146,7 @@ class Rule:
             "applies_to": self.applies_to,
             "scope": self.scope,
             "thresholds": dict(self.thresholds),
+            "profiles": {name: dict(values) for name, values in self.profiles.items()},
             "what_it_does": self.what_it_does.strip(),
             "why_bad": self.why_bad.strip(),
             "how_to_fix": self.how_to_fix.strip(),

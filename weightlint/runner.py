@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from weightlint.architecture import annotate_sources
-from weightlint.config import CheckContext, Config
+from weightlint.config import PROFILES, CheckContext, Config
 from weightlint.exitcodes import ExitCode
 from weightlint.finding import Finding, Severity
 from weightlint.plugins import build_plugin_manager, collect_rules
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 # Cheap groups every judged tensor reports, whatever rules ran (one pass over the data each).
 ALWAYS_COMPUTED = ("finite", "norms", "sparsity")
-HEALTH_VERDICTS = ((80, "good: deploy"), (60, "fix before deploying"), (0, "do not deploy"))
+# The guide's bands of the health score (``profile: guide``); the default verdict follows the gate.
+GUIDE_VERDICTS = ((80, "good: deploy"), (60, "fix before deploying"), (0, "do not deploy"))
 
 
 class UsageError(Exception):
@@ -88,10 +89,15 @@ class Report:
         return counts
 
     @property
+    def gate_failed(self) -> bool:
+        """Whether a finding reaches ``--fail-on`` (whatever ``--exit-zero`` does to the exit code)."""
+        return any(f.severity >= self.config.fail_on for f in self.findings)
+
+    @property
     def exit_code(self) -> ExitCode:
         if self.interrupted:
             code = ExitCode.INTERRUPTED
-        elif any(f.severity >= self.config.fail_on for f in self.findings):
+        elif self.gate_failed:
             code = ExitCode.FINDINGS
         elif not self.records:
             code = ExitCode.NO_TENSORS
@@ -105,13 +111,25 @@ class Report:
 
     @property
     def health_score(self) -> int:
-        """The guide's score: 100 − 10 × errors − 3 × warnings, floor 0."""
+        """The guide's score: 100 − 10 × errors − 3 × warnings, floor 0 (every profile)."""
         counts = self.counts()
         return max(0, 100 - 10 * counts["error"] - 3 * counts["warning"])
 
     @property
     def verdict(self) -> str:
-        return next(text for floor, text in HEALTH_VERDICTS if self.health_score >= floor)
+        """What to do with the model; it never contradicts the gate.
+
+        Nothing checked (no tensors, an interrupted run) is never "deploy". By default a run that
+        fails ``--fail-on`` is "do not deploy" and any other is "deploy". Under ``profile: guide``
+        the verdict is the band of the score, except that a failing run is at best "fix before
+        deploying" (one NaN: score 90, not "good: deploy").
+        """
+        if self.interrupted or not self.records:
+            return "nothing checked"
+        if self.config.profile != "guide":
+            return "do not deploy" if self.gate_failed else "deploy"
+        band = next(text for floor, text in GUIDE_VERDICTS if self.health_score >= floor)
+        return GUIDE_VERDICTS[1][1] if self.gate_failed and band == GUIDE_VERDICTS[0][1] else band
 
     def quantization_plan(self) -> dict[str, list[str]]:
         """The guide's quantization config: which layers can go int8, need per-channel/int16, stay fp16."""
@@ -127,6 +145,7 @@ class Report:
             "counts": self.counts(),
             "health_score": self.health_score,
             "verdict": self.verdict,
+            "profile": self.config.profile,
             "exit_code": int(self.exit_code),
             "fail_on": str(self.config.fail_on),
             "seconds": round(self.seconds, 3),
@@ -277,6 +296,8 @@ class Session:
         from weightlint import configfile
 
         self.config = config or Config()
+        if self.config.profile not in PROFILES:
+            raise UsageError(f"unknown profile {self.config.profile!r}: expected one of {', '.join(PROFILES)}")
         self.manager = build_plugin_manager(self.config.plugins + configfile.plugins_of(config_file))
         self.rules = collect_rules(self.manager)
         if config_file is not None:

@@ -44,9 +44,7 @@ def _headline(report) -> list[str]:
         # The build gate decides the headline: a "good" score with one error still fails the job.
         title = f"❌ weightlint failed: {failing} finding{'s' if failing != 1 else ''} at or above {summary['fail_on']}"
     else:
-        from weightlint.runner import HEALTH_VERDICTS
-
-        icon = "✅" if summary["verdict"] == HEALTH_VERDICTS[0][1] else "⚠️"
+        icon = "✅" if summary["verdict"] in ("deploy", "good: deploy") else "⚠️"
         title = f"{icon} weightlint passed: nothing at or above {summary['fail_on']}"
     return [f"## {title}", "", score]
 
