@@ -10,7 +10,7 @@ RULE = Rule(
     summary="int8 quantization of this matrix loses too much signal (SQNR in dB).",
     statistics=("quantization",),
     scope="matrix",
-    applies_to="weight matrices with at least `min_size` values",
+    applies_to="weight matrices with at least `min_size` values, not already stored quantized (GGUF Q4_1, Q8_0 …)",
     thresholds={"warning": 30.0, "min_size": 4096},
     options_doc="`warning`: per-tensor SQNR (dB) below which the rule reports. "
                 "`min_size`: smaller tensors are skipped.",
@@ -45,8 +45,8 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_tensor(tensor, stats, context):
     options = context.matrix_options(RULE, tensor)
-    if options is None:
-        return None
+    if options is None or tensor.stored_quantized:
+        return None  # a GGUF Q4/Q8 tensor is already quantized: int8 advice does not apply
     quantization = stats.quantization
     per_tensor, per_channel = quantization.get("sqnr_db"), quantization.get("sqnr_db_per_channel")
     graded = RULE.grade(per_tensor, options, below=True)

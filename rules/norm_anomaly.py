@@ -3,10 +3,11 @@
 import math
 import statistics
 from collections import defaultdict
+from itertools import combinations
 
 from weightlint import Rule, Severity, hookimpl
 from weightlint.formatting import number
-from weightlint.roles import sibling_role
+from weightlint.roles import stack_role
 
 RULE = Rule(
     code="WL301",
@@ -14,21 +15,32 @@ RULE = Rule(
     severity=Severity.WARNING,
     summary="A layer's weight norm is far above (exploding) or below (vanishing) its siblings at other depths.",
     scope="matrix",
-    applies_to="weight matrices that have at least `min_siblings` − 1 siblings of the same role and shape",
+    applies_to="weight matrices that have at least `min_siblings` − 1 siblings of the same role",
     thresholds={"z": 3.5, "ratio": 3.0, "min_siblings": 4, "min_scale": 0.05},
     options_doc="`z`: robust z-score above which a norm is anomalous. `ratio`: it must also differ from the "
-                "siblings' median by this factor (either way). `min_siblings`: smallest group judged. "
+                "depth trend of its siblings by this factor (either way). `min_siblings`: smallest group judged. "
                 "`min_scale`: floor of the robust spread of log-norms (5%), so that near-identical siblings do "
                 "not turn tiny differences into large z-scores.",
     what_it_does="""
-Groups tensors by role — the name with its layer index replaced (`layers.*.mlp.down_proj.weight`)
-— and shape, within one checkpoint. For each member, it compares the log of its RMS (‖W‖F/√n) with
-the median of the *other* members, scaled by their median absolute deviation (×1.4826, floored at
-`min_scale`): a robust z-score that one anomalous layer cannot mask. A tensor is reported when
-|z| > `z` and its RMS differs from the siblings' median by more than `ratio`×.
+Groups the weight matrices of one checkpoint by role: the name with its numbers replaced
+(`layers.*.mlp.down_proj.weight`, `basenet.slice*.*.weight`), the same number of dimensions and,
+for 2-D matrices, the same shape; for conv kernels the same spatial kernel size, since a CNN's
+stages differ in width. Each member's scale is log(RMS·√fan-in), the RMS that He/Xavier
+initialization would give every width alike.
+
+Scales drift with depth in healthy models (SmolLM2's value projections grow 6× from the first
+layer to the last), so the members are ordered by depth (the numbers in their names) and a robust
+line is fitted through them (Theil–Sen: the median of the pairwise slopes). A member is reported
+when its distance from the line, divided by the robust spread of the *other* members' distances
+(1.4826 × MAD, floored at `min_scale`), exceeds `z`, and it is more than `ratio`× above or below
+the line.
 
 Members with non-finite values or an all-zero tensor are left out of every comparison (WL100 and
-WL503 report them), so a broken layer does not shift its siblings' statistics.
+WL503 report them), so a broken layer does not shift its siblings' statistics. Names without
+letters (ONNX's anonymous initializers) have no role and are not grouped. A CNN's stem, the first
+conv of a group when it reads at most 4 channels (RGB, audio) and the others read features, is
+left out too: its scale follows the units of the raw input (YOLOv8n's `model.0` with BatchNorm
+folded in is 5.5× its successors).
 """,
     why_bad="""
 The guide's "vanishing / exploding gradients" symptom: a layer whose weights grew far beyond its
@@ -57,11 +69,29 @@ def _groups(model):
             continue
         stats = model.stats_of(record)
         norms, finite = stats.get("norms", {}), stats.get("finite", {})
-        if finite.get("nonfinite_count", 1) or not norms.get("rms"):
+        role = stack_role(record.name)
+        if finite.get("nonfinite_count", 1) or not norms.get("rms") or role is None:
             continue
-        key = (record.metadata.get("source"), sibling_role(record.name), record.shape)
-        groups[key].append((record, math.log(norms["rms"])))
+        name, depth = role
+        shape = record.shape if record.ndim == 2 else record.shape[2:]
+        fan_in = record.matrix_shape[1]
+        groups[(record.metadata.get("source"), name, record.ndim, shape)].append(
+            (record, depth, math.log(norms["rms"] * math.sqrt(fan_in))))
     return groups
+
+
+def _is_stem(members) -> bool:
+    """Whether the first conv of the group reads the raw input (≤ 4 channels: RGB, audio) while the
+    others read features: its scale follows the input's units, not the network's activations."""
+    first, rest = members[0][0], [record for record, _, _ in members[1:]]
+    return first.ndim >= 3 and first.shape[1] <= 4 and all(record.shape[1] > 4 for record in rest)
+
+
+def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Intercept and slope of the robust line through (x, y): the median of the pairwise slopes."""
+    slopes = [(y2 - y1) / (x2 - x1) for (x1, y1), (x2, y2) in combinations(points, 2) if x2 != x1]
+    slope = statistics.median(slopes) if slopes else 0.0
+    return statistics.median(y - slope * x for x, y in points), slope
 
 
 @hookimpl
@@ -70,24 +100,31 @@ def weightlint_check_model(model, context):
         return None
     options = context.options(RULE) or RULE.thresholds
     findings = []
-    for (_, role, _), members in _groups(model).items():
+    for (_, role, _, _), members in _groups(model).items():
         if len(members) < options["min_siblings"]:
             continue
-        for index, (record, log_rms) in enumerate(members):
+        members.sort(key=lambda member: member[1])
+        if _is_stem(members):
+            members = members[1:]
+        intercept, slope = theil_sen([(position, value) for position, (_, _, value) in enumerate(members)])
+        residuals = [value - (intercept + slope * position) for position, (_, _, value) in enumerate(members)]
+        for index, (record, _, _) in enumerate(members):
             local = context.options(RULE, record)
             if local is None:
                 continue
-            others = [value for j, (_, value) in enumerate(members) if j != index]
+            others = residuals[:index] + residuals[index + 1:]
             center = statistics.median(others)
-            spread = max(1.4826 * statistics.median(abs(v - center) for v in others), local["min_scale"])
-            z = (log_rms - center) / spread
-            ratio = math.exp(log_rms - center)
+            spread = max(1.4826 * statistics.median(abs(r - center) for r in others), local["min_scale"])
+            z = (residuals[index] - center) / spread
+            ratio = math.exp(residuals[index] - center)
             if abs(z) <= local["z"] or 1 / local["ratio"] <= ratio <= local["ratio"]:
                 continue
             direction = "exploding" if ratio > 1 else "vanishing"
+            rms = model.stats_of(record)["norms"]["rms"]
             findings.append(RULE.finding(
-                f"RMS {number(math.exp(log_rms))} is {number(ratio)}× the median of its {len(others)} siblings "
-                f"{role} ({number(math.exp(center))}); robust z = {number(z)}: {direction}",
+                f"RMS {number(rms)} is {number(ratio)}× what its {len(others)} siblings {role} predict at its "
+                f"depth; robust z = {number(z)}: {direction}. A shipped checkpoint: check the export or merge "
+                "that scaled it; in training: clip gradients and check the learning rate and weight decay",
                 tensor=record, value=ratio, threshold=local["ratio"] if ratio > 1 else 1 / local["ratio"],
                 z_score=z, siblings=len(others), role=role))
     return findings

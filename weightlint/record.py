@@ -13,8 +13,10 @@ from weightlint.dtypes import dtype as dtype_named
 # Buffers that are tensors in a state dict but not trained weights.
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "position_ids", "attention_mask")
 # Hugging Face ``Conv1D`` stores its weight as (in_features, out_features): GPT-2 family names.
-# Record metadata worth a line in the JSON report (module type from config.json, GGUF storage type).
-_DESCRIBED_METADATA = ("module_type", "gguf_type", "nested_under", "external_data")
+# Record metadata worth a line in the JSON report (module type from config.json, GGUF storage type,
+# how an ONNX graph uses the tensor).
+_DESCRIBED_METADATA = ("module_type", "gguf_type", "nested_under", "external_data", "graph_role", "consumers")
+_FLOAT_STORAGE = ("F32", "F16", "BF16", "F64")
 _CONV1D_NAME = re.compile(r"(^|\.)(c_attn|c_proj|c_fc|q_attn)\.weight$")
 
 
@@ -56,6 +58,15 @@ class TensorRecord:
     def is_buffer(self) -> bool:
         leaf = self.name.rsplit(".", 1)[-1]
         return bool(self.metadata.get("buffer")) or leaf in _BUFFER_SUFFIXES
+
+    @property
+    def stored_quantized(self) -> str | None:
+        """The quantization a checkpoint stores this tensor in (a GGUF ``Q4_1``, ``Q8_0`` …), else None.
+
+        Such a tensor already is its quantized self: int8 risk and outlier rules do not apply to it.
+        """
+        kind = self.metadata.get("gguf_type") or self.metadata.get("stored_quantized")
+        return kind if kind and str(kind).upper() not in _FLOAT_STORAGE else None
 
     @property
     def is_judged(self) -> bool:

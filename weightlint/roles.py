@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 _LAYER_INDEX = re.compile(r"(?<![^.])\d+(?=\.)")
+_NUMBER = re.compile(r"\d+")
 _NORM = re.compile(r"(^|\.)(\w*norm\w*|ln_?\d*|ln_f|ln_\w+|layer_norm\w*)\.weight$", re.IGNORECASE)
 # Input embeddings and output heads that models tie on purpose (GPT-2, Llama, BERT, T5, GPT-NeoX …).
 _TIED_LEAVES = (
@@ -23,6 +24,18 @@ _TIED_LEAVES = (
 def sibling_role(name: str) -> str:
     """The name with layer indices replaced by ``*``: ``h.3.attn.c_proj.weight`` → ``h.*.attn.c_proj.weight``."""
     return _LAYER_INDEX.sub("*", name)
+
+
+def stack_role(name: str) -> tuple[str, tuple[int, ...]] | None:
+    """The name with every number replaced by ``*``, and the numbers, for ordering by depth.
+
+    ``basenet.slice3.20.weight`` → (``basenet.slice*.*.weight``, (3, 20)): CNN stages numbered in
+    their names (``slice3``, ``conv4``, ``upconv2``) are siblings too. None for a name without
+    letters (an ONNX initializer called ``1082``), which says nothing about its role.
+    """
+    if not re.search(r"[A-Za-z]", name.rsplit(".", 1)[0] if "." in name else name):
+        return None
+    return _NUMBER.sub("*", name), tuple(int(n) for n in _NUMBER.findall(name))
 
 
 def is_norm_scale(name: str, ndim: int) -> bool:

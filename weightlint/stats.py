@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from weightlint.backend import backend_for
+from weightlint.dispersion import dispersion_group
 from weightlint.dtypes import widen
 from weightlint.quantization import quantization_group
 from weightlint.record import TensorRecord
 from weightlint.spectral import singular_values, spectral_group
 
-GROUPS = ("finite", "norms", "sparsity", "precision", "spectral", "quantization")
+GROUPS = ("finite", "norms", "sparsity", "precision", "spectral", "dispersion", "quantization")
 # fp16's largest finite value is 65504; round-to-nearest sends |w| < 65520 (halfway to the next
 # step) to 65504 and |w| >= 65520 to Inf.
 FP16_INF_FROM = 65520.0
@@ -218,6 +219,15 @@ class TensorStats:
             return {"skipped": "non-finite values"}
         return spectral_group(self.singular_values, tuple(self.matrix.shape),
                               dead_rows=len(self.sparsity["zero_rows"]), dead_columns=len(self.sparsity["zero_columns"]))
+
+    @cached_property
+    def dispersion(self) -> dict[str, Any]:
+        """Row and column energy dispersion against i.i.d. entries (weightlint/dispersion.py)."""
+        if not self.record.is_matrix:
+            return {}
+        if self.nonfinite_mask is not None:
+            return {"skipped": "non-finite values"}
+        return dispersion_group(self.matrix)
 
     @cached_property
     def quantization(self) -> dict[str, Any]:
