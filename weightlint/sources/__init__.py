@@ -17,6 +17,7 @@ from weightlint.sources.memory import MemorySource
 from weightlint.sources.onnx_file import OnnxSource
 from weightlint.sources.safetensors_file import SafetensorsSource
 from weightlint.sources.torch_pickle import TorchPickleSource
+from weightlint.sources.torchscript import TorchScriptSource, is_torchscript_archive
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf", ".onnx")
@@ -26,7 +27,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf", ".onnx")
 TRAINER_STATE = ("training_args.bin", "optimizer*.pt", "optimizer*.bin", "scheduler*.pt", "scheduler*.bin",
                  "rng_state*.pth", "scaler*.pt", "random_states*.pkl")
 
-__all__ = ["Item", "Problem", "Source", "MemorySource", "GGUFSource", "OnnxSource", "resolve", "CHECKPOINT_SUFFIXES"]
+__all__ = ["Item", "Problem", "Source", "MemorySource", "GGUFSource", "OnnxSource", "TorchScriptSource", "resolve",
+           "CHECKPOINT_SUFFIXES"]
 
 
 class UnsupportedSource(Source):
@@ -56,6 +58,11 @@ def _sniff(path: str) -> str:
     return "unknown"
 
 
+def _pytorch_source(path: str) -> Source:
+    """torch.save and torch.jit.save both write zips of pickles; TorchScript's also hold code."""
+    return TorchScriptSource(path) if is_torchscript_archive(path) else TorchPickleSource(path)
+
+
 def source_for_file(path: str) -> Source:
     name = os.path.basename(path).lower()
     if name.endswith(".index.json"):
@@ -63,7 +70,7 @@ def source_for_file(path: str) -> Source:
     if name.endswith(".safetensors"):
         return SafetensorsSource(path)
     if name.endswith(PICKLE_SUFFIXES + (".pkl", ".pickle")):
-        return TorchPickleSource(path)
+        return _pytorch_source(path)
     kind = _sniff(path)
     if kind == "gguf" or name.endswith(".gguf"):
         return GGUFSource(path)
@@ -72,7 +79,7 @@ def source_for_file(path: str) -> Source:
     if kind == "safetensors":
         return SafetensorsSource(path)
     if kind == "pytorch":
-        return TorchPickleSource(path)
+        return _pytorch_source(path)
     return UnsupportedSource(path, "unrecognized file format (not safetensors, PyTorch, GGUF or ONNX)", "unknown")
 
 

@@ -5,6 +5,9 @@ plain tensors and containers. When loading fails, the pickle is read opcode by o
 (``pickletools``, nothing imported or called) to name every global it would import; any outside
 PyTorch's allowlist is reported as WL002. This also covers plain ``pickle.dump`` files (protocol 4+),
 which PyTorch's unpickler cannot parse at all.
+
+Trainers nest the weights anywhere (``{"model_state": ..., "optimizer_state": ..., "step": 3}``):
+the loaded object is searched for tensors, optimizer state left out.
 """
 
 from __future__ import annotations
@@ -16,13 +19,19 @@ import pickletools
 import re
 import warnings
 import zipfile
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping, NamedTuple
 
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path
 
-# Where trainers nest the model's weights (Lightning, DeepSpeed, plain ``{"model": ...}``, EMA).
+# Where trainers nest the model's weights (Lightning, DeepSpeed, plain ``{"model": ...}``, EMA): when
+# one of these holds tensors, tensors elsewhere (Lightning's callback scores …) are not weights.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "ema_state_dict", "network", "net")
+# Optimizer state is not weights, wherever it is nested (any ``{"state", "param_groups"}`` mapping too).
+_OPTIMIZER_KEY = re.compile(r"optim(izer)?s?(_?states?)?(_?dicts?)?|exp_avg(_sq)?|max_exp_avg_sq|momentum_buffer",
+                            re.IGNORECASE)
+# Deeper objects are not searched: a self-referencing or adversarial pickle must not exhaust the stack.
+MAX_DEPTH = 64
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation",
                 "Re-running `torch.load`", "In PyTorch 2.6", "You can use", "WeightsUnpickler error")
@@ -70,7 +79,7 @@ _LISTED_GLOBALS = 5  # the message names this many; the finding's ``globals`` ke
 _allowed: set[str] | None = None
 
 
-def _allowed_globals() -> set[str]:
+def allowed_globals() -> set[str]:
     """The globals PyTorch's restricted unpickler accepts (plain tensors, storages, containers)."""
     global _allowed
     if _allowed is None:
@@ -85,7 +94,7 @@ def _allowed_globals() -> set[str]:
     return _allowed
 
 
-def _python3_name(module: str, attr: str) -> str:
+def python3_name(module: str, attr: str) -> str:
     """Protocol 0-2 pickles name Python 2 modules (``__builtin__.set``); map them as pickle does."""
     module, attr = _compat_pickle.NAME_MAPPING.get((module, attr), (module, attr))
     module = _compat_pickle.IMPORT_MAPPING.get(module, module)
@@ -108,7 +117,7 @@ def _scan_one(stream: IO[bytes]) -> tuple[list[str], bool] | None:
             top: Any = None
             if name in ("GLOBAL", "INST"):
                 module, _, attr = str(arg).partition(" ")
-                found.append(_python3_name(module, attr))
+                found.append(python3_name(module, attr))
             elif name == "STACK_GLOBAL":
                 found.append(".".join(strings[-2:]) if len(strings) >= 2 else "<unresolved global>")
             elif name in ("EXT1", "EXT2", "EXT4"):
@@ -163,7 +172,7 @@ def scan_pickle(data: IO[bytes], max_pickles: int = 5) -> tuple[list[str], bool,
 
 def _offending_globals(path: str) -> tuple[list[str], str | None]:
     """Unsafe globals the file's pickle(s) would import, and a better reason when it is a plain pickle."""
-    allowed = _allowed_globals()
+    allowed = allowed_globals()
     found: list[str] = []
     hint = None
     try:
@@ -190,29 +199,134 @@ def _shown_global(name: str) -> str:
     return f"{name} ({alias}.{attr})" if alias and attr else name
 
 
-def find_state_dict(obj: Any, prefix: str = "") -> tuple[str, Mapping] | None:
-    """The mapping of tensors inside a checkpoint object, with the key path that led there."""
-    if not isinstance(obj, Mapping):
-        return None
-    for key in NESTED_KEYS:
-        inner = obj.get(key)
-        if isinstance(inner, Mapping):
-            found = find_state_dict(inner, f"{prefix}{key}/")
-            if found is not None:
-                return found
-    if any(_is_tensor(value) for value in obj.values()):
-        return prefix, obj
-    return None
+def unsafe_pickle_problem(shown: str, offending: list[str]) -> Problem:
+    """WL002 naming the first few globals a pickle would import; ``detail`` keeps them all."""
+    shown_names = [_shown_global(name) for name in offending[:_LISTED_GLOBALS]]
+    more = len(offending) - _LISTED_GLOBALS
+    names = ", ".join(shown_names) + (f" and {more} more" if more > 0 else "")
+    return Problem("unsafe-pickle", shown, f"loading would import or call {names}; not executed",
+                   detail={"globals": offending})
 
 
-def flatten_tensors(mapping: Mapping, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Tensors of a state dict; nested plain dicts become dotted names."""
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
+# -- where the weights are: a search of the loaded object ---------------------------------------------
+
+_WEIGHT, _OPTIMIZER, _TOO_DEEP = "weight", "optimizer", "too deep"
+
+
+class StateDict(NamedTuple):
+    """The weights found in a checkpoint object, named relative to the key path ``nested_under``."""
+
+    nested_under: str  # "model_state", "a/b"; "" when the names start at the top
+    tensors: dict[str, Any]
+    skipped: list[str]  # what was left out, as sentences for the source's notes
+    optimizer_state: bool  # nothing but optimizer state was found: these tensors are its moments
+
+
+def _is_optimizer_state(key: Any, value: Any) -> bool:
+    named = key is not None and _OPTIMIZER_KEY.fullmatch(str(key)) is not None
+    return named or (isinstance(value, Mapping) and "state" in value and "param_groups" in value)
+
+
+def _tensor_paths(obj: Any, path: tuple[str, ...] = (), seen: set[int] | None = None,
+                  optimizer: bool = False) -> Iterator[tuple[str, tuple[str, ...], Any]]:
+    """(kind, key path, tensor) for every tensor in nested dicts, lists and tuples.
+
+    Each container is entered once (a self-reference is not followed) and not below ``MAX_DEPTH``
+    (reported as kind ``_TOO_DEEP``).
+    """
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if len(path) >= MAX_DEPTH:
+        yield _TOO_DEEP, path, None
+        return
+    children = obj.items() if isinstance(obj, Mapping) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in children:
+        child = (*path, str(key))
+        inner_optimizer = optimizer or _is_optimizer_state(key, value)
         if _is_tensor(value):
-            yield name, value
-        elif isinstance(value, Mapping):
-            yield from flatten_tensors(value, f"{name}.")
+            yield (_OPTIMIZER if inner_optimizer else _WEIGHT), child, value
+        elif isinstance(value, (Mapping, list, tuple)):
+            yield from _tensor_paths(value, child, seen, inner_optimizer)
+
+
+def _wrapper_path(obj: Any, weights: Mapping[tuple[str, ...], Any]) -> tuple[str, ...]:
+    """The chain of known wrapper keys (``NESTED_KEYS``) from the top that still holds weights."""
+    path: tuple[str, ...] = ()
+    while isinstance(obj, Mapping) and len(path) < MAX_DEPTH:
+        for key in NESTED_KEYS:
+            candidate = (*path, key)
+            if isinstance(obj.get(key), Mapping) and any(p[:len(candidate)] == candidate for p in weights):
+                path, obj = candidate, obj[key]
+                break
+        else:
+            break
+    return path
+
+
+def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
+    shortest = min(paths, key=len)
+    for index, key in enumerate(shortest):
+        if any(path[index] != key for path in paths):
+            return shortest[:index]
+    return shortest
+
+
+def counted(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def examples(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (" …" if len(names) > shown else "")
+
+
+def find_state_dict(obj: Any) -> StateDict | None:
+    """The weights inside a checkpoint object, wherever they are nested; None for a non-container.
+
+    Under a known wrapper key (Lightning's ``state_dict``, DeepSpeed's ``module`` …) when one holds
+    tensors, else every tensor outside optimizer state. Names are relative to the deepest key path
+    all the weights share: one nested state dict keeps its own names (``nested_under`` says where it
+    was), several are told apart by their key paths (``generator.conv.weight``).
+    """
+    if not isinstance(obj, (Mapping, list, tuple)):
+        return None
+    weights: dict[tuple[str, ...], Any] = {}
+    optimizer: dict[tuple[str, ...], Any] = {}
+    too_deep = False
+    for kind, path, tensor in _tensor_paths(obj, optimizer=_is_optimizer_state(None, obj)):
+        if kind == _TOO_DEEP:
+            too_deep = True
+        else:
+            (weights if kind == _WEIGHT else optimizer)[path] = tensor
+    wrapper = _wrapper_path(obj, weights)
+    chosen = {path: tensor for path, tensor in weights.items() if path[:len(wrapper)] == wrapper}
+    skipped = []
+    outside = [path for path in weights if path not in chosen]
+    if outside:
+        skipped.append(f"read the weights under '{'/'.join(wrapper)}'; {counted(len(outside), 'other tensor')} "
+                       f"not checked ({examples(['.'.join(path) for path in outside])})")
+    if optimizer and chosen:
+        skipped.append(f"optimizer state not checked ({counted(len(optimizer), 'tensor')})")
+    elif optimizer:
+        skipped.append(f"only optimizer state found ({counted(len(optimizer), 'tensor')}): listed as buffers, "
+                       "not judged")
+    if too_deep:
+        skipped.append(f"objects nested deeper than {MAX_DEPTH} levels not searched for tensors")
+    optimizer_state = not chosen and bool(optimizer)
+    chosen = chosen or optimizer
+    if not chosen:
+        return StateDict("", {}, skipped, False)
+    base = _common_prefix([path[:-1] for path in chosen])
+    tensors = {".".join(path[len(base):]): tensor for path, tensor in chosen.items()}
+    return StateDict("/".join(base), tensors, skipped, optimizer_state)
+
+
+def flatten_tensors(mapping: Mapping) -> Iterator[tuple[str, Any]]:
+    """Tensors of a state dict; nested containers become dotted names."""
+    for kind, path, tensor in _tensor_paths(mapping):
+        if kind != _TOO_DEEP:
+            yield ".".join(path), tensor
 
 
 class TorchPickleSource(Source):
@@ -221,10 +335,11 @@ class TorchPickleSource(Source):
         self._real_path = str(path)
 
     def items(self) -> Iterator[Item]:
-        yield from read_torch_pickle(self._real_path)
+        yield from read_torch_pickle(self._real_path, notes=self.notes)
 
 
-def read_torch_pickle(path: str, only: set[str] | None = None) -> Iterator[Item]:
+def read_torch_pickle(path: str, only: set[str] | None = None, notes: list[str] | None = None) -> Iterator[Item]:
+    """Records of a torch.save file; what was left out of the search goes to ``notes``."""
     shown = display_path(path)
     try:
         obj = _load(path)
@@ -237,22 +352,22 @@ def read_torch_pickle(path: str, only: set[str] | None = None) -> Iterator[Item]
         refused = _unsafe_globals(error) if isinstance(error, pickle.UnpicklingError) else []
         offending = scanned or list(dict.fromkeys(n if "." in n else f"builtins.{n}" for n in refused))
         if offending:
-            shown_names = [_shown_global(name) for name in offending[:_LISTED_GLOBALS]]
-            more = len(offending) - _LISTED_GLOBALS
-            names = ", ".join(shown_names) + (f" and {more} more" if more > 0 else "")
-            yield Problem("unsafe-pickle", shown, f"loading would import or call {names}; not executed",
-                          detail={"globals": offending})
+            yield unsafe_pickle_problem(shown, offending)
         else:
             yield Problem("unreadable", shown, f"not a PyTorch checkpoint: {hint or _reason(error)}")
         return
     if _is_tensor(obj):
         obj = {"tensor": obj}
     found = find_state_dict(obj)
-    if found is None:
+    if found is not None and notes is not None:
+        notes.extend(f"{shown}: {sentence}" for sentence in found.skipped)
+    if found is None or not found.tensors:
         yield Problem("unreadable", shown, f"no tensors found (top-level object is {type(obj).__name__})")
         return
-    key_path, state = found
-    for name, tensor in flatten_tensors(state):
+    metadata = {"nested_under": found.nested_under} if found.nested_under else {}
+    if found.optimizer_state:
+        metadata["buffer"] = True
+    for name, tensor in found.tensors.items():
         if only is not None and name not in only:
             continue
         yield TensorRecord(
@@ -262,5 +377,5 @@ def read_torch_pickle(path: str, only: set[str] | None = None) -> Iterator[Item]
             file=shown,
             load=lambda tensor=tensor: tensor,
             format="pytorch",
-            metadata={"nested_under": key_path.rstrip("/")} if key_path else {},
+            metadata=dict(metadata),
         )
