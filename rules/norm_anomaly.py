@@ -29,11 +29,11 @@ stages differ in width. Each member's scale is log(RMS·√fan-in), the RMS that
 initialization would give every width alike.
 
 Scales drift with depth in healthy models (SmolLM2's value projections grow 6× from the first
-layer to the last), so the members are ordered by depth (the numbers in their names) and a robust
-line is fitted through them (Theil–Sen: the median of the pairwise slopes). A member is reported
-when its distance from the line, divided by the robust spread of the *other* members' distances
-(1.4826 × MAD, floored at `min_scale`), exceeds `z`, and it is more than `ratio`× above or below
-the line.
+layer to the last), so the members are ordered by depth (the numbers in their names) and each one
+is compared with a robust line through the *other* members (Theil–Sen: the median of the
+pairwise slopes; with fewer than 5 others, their median). A member is reported when its distance
+from that line, divided by the robust spread of the others' distances (1.4826 × MAD, floored at
+`min_scale`), exceeds `z`, and it is more than `ratio`× above or below the line.
 
 Members with non-finite values or an all-zero tensor are left out of every comparison (WL100 and
 WL503 report them), so a broken layer does not shift its siblings' statistics. Names without
@@ -80,6 +80,10 @@ def _groups(model):
     return groups
 
 
+# Fewer siblings than this are compared with their median: a line through 3–4 points is noise.
+MIN_FOR_TREND = 5
+
+
 def _is_stem(members) -> bool:
     """Whether the first conv of the group reads the raw input (≤ 4 channels: RGB, audio) while the
     others read features: its scale follows the input's units, not the network's activations."""
@@ -106,17 +110,20 @@ def weightlint_check_model(model, context):
         members.sort(key=lambda member: member[1])
         if _is_stem(members):
             members = members[1:]
-        intercept, slope = theil_sen([(position, value) for position, (_, _, value) in enumerate(members)])
-        residuals = [value - (intercept + slope * position) for position, (_, _, value) in enumerate(members)]
+        points = [(position, value) for position, (_, _, value) in enumerate(members)]
         for index, (record, _, _) in enumerate(members):
             local = context.options(RULE, record)
             if local is None:
                 continue
-            others = residuals[:index] + residuals[index + 1:]
-            center = statistics.median(others)
-            spread = max(1.4826 * statistics.median(abs(r - center) for r in others), local["min_scale"])
-            z = (residuals[index] - center) / spread
-            ratio = math.exp(residuals[index] - center)
+            others = points[:index] + points[index + 1:]
+            # The line through the *other* members: an anomalous layer cannot bend its own prediction.
+            intercept, slope = theil_sen(others) if len(others) >= MIN_FOR_TREND else (0.0, 0.0)
+            residuals = [y - (intercept + slope * x) for x, y in others]
+            residual = points[index][1] - (intercept + slope * index)
+            center = statistics.median(residuals)
+            spread = max(1.4826 * statistics.median(abs(r - center) for r in residuals), local["min_scale"])
+            z = (residual - center) / spread
+            ratio = math.exp(residual - center)
             if abs(z) <= local["z"] or 1 / local["ratio"] <= ratio <= local["ratio"]:
                 continue
             direction = "exploding" if ratio > 1 else "vanishing"

@@ -29,7 +29,8 @@ def ill_conditioned(condition: float, n: int = 64, seed: int = 0) -> torch.Tenso
 
 @pytest.fixture
 def model(tmp_path, monkeypatch):
-    """A checkpoint with one finding per severity: WL100 error, WL101 warning (cond 5e4), WL501 info."""
+    """A checkpoint with one finding per severity: WL100 error, WL101 warning (cond 5e4, under
+    ``profile: guide``, which these tests of the configuration's mechanics use), WL501 info."""
     monkeypatch.chdir(tmp_path)
     healthy = torch.randn(64, 64, generator=torch.Generator().manual_seed(5)) * 0.02
     nan = healthy.clone()
@@ -63,6 +64,9 @@ def lint(model, config_text=None, name="weightlint.yaml", **settings):
     select = settings.pop("select", ENGINE)
     if select is not None:
         settings["select"] = select
+    settings.setdefault("profile", "guide")  # the fixture's WL101 warning is a condition number
+    if settings["profile"] is None:  # profile=None: what the file says
+        del settings["profile"]
     return weightlint.check(model, config_file="auto", **settings)
 
 
@@ -120,24 +124,24 @@ def test_fail_on_and_exit_zero(model):
 
 def test_select_ignore_extend_select(model):
     assert {c for c, _, _ in codes(lint(model, "select: [WL1]\n", select=None))} == {"WL100", "WL101"}
-    report = weightlint.check(model, config_file="auto")  # no command-line selection: the file's applies
+    report = weightlint.check(model, config_file="auto", profile="guide")  # no command-line selection: the file's applies
     assert {c for c, _, _ in codes(report)} == {"WL100", "WL101"}
     write(model.parent / "weightlint.yaml", "select: [WL100]\nextend-select: [dead-units]\n")
-    assert {c for c, _, _ in codes(weightlint.check(model, config_file="auto"))} == {"WL100", "WL501"}
+    assert {c for c, _, _ in codes(weightlint.check(model, config_file="auto", profile="guide"))} == {"WL100", "WL501"}
     write(model.parent / "weightlint.yaml", "select: [WL1, WL5]\nignore: [WL101]\n")
-    assert {c for c, _, _ in codes(weightlint.check(model, config_file="auto"))} == {"WL100", "WL501"}
+    assert {c for c, _, _ in codes(weightlint.check(model, config_file="auto", profile="guide"))} == {"WL100", "WL501"}
     write(model.parent / "weightlint.yaml", "select: WL101, WL5\nignore: [WL5]\n")  # a comma string works
-    assert {c for c, _, _ in codes(weightlint.check(model, config_file="auto"))} == {"WL101"}
+    assert {c for c, _, _ in codes(weightlint.check(model, config_file="auto", profile="guide"))} == {"WL101"}
 
 
 def test_command_line_overrides_the_file(model):
     write(model.parent / "weightlint.yaml", "fail-on: info\nselect: [WL100]\n")
-    assert main([str(model), "--select", "WL501", "--format", "json", "-o", "out.json"]) == 1  # fail-on info
+    assert main([str(model), "--profile", "guide", "--select", "WL501", "--format", "json", "-o", "out.json"]) == 1  # fail-on info
     import json
 
     document = json.loads(Path("out.json").read_text())
     assert {f["code"] for f in document["findings"]} == {"WL501"}
-    assert main([str(model), "--select", "WL501", "--fail-on", "error", "-q"]) == 0
+    assert main([str(model), "--profile", "guide", "--select", "WL501", "--fail-on", "error", "-q"]) == 0
 
 
 def test_rule_thresholds_and_severity(model):
@@ -232,27 +236,27 @@ def test_suppression_file_pattern(model):
 
 def test_baseline_round_trip(model, tmp_path):
     baseline = tmp_path / "baseline.json"
-    assert main([str(model), "--select", ",".join(ENGINE), "--write-baseline", str(baseline), "-q"]) == 1
-    assert main([str(model), "--select", ",".join(ENGINE), "--baseline", str(baseline), "-q"]) == 0
+    assert main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--write-baseline", str(baseline), "-q"]) == 1
+    assert main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--baseline", str(baseline), "-q"]) == 0
     # A new defect is reported; the known ones are not; small value drifts do not matter.
     state = {"layers.0.attn.weight": torch.randn(64, 64) * 0.02, "layers.1.attn.weight": ill_conditioned(6e4),
              "layers.2.attn.weight": torch.randn(64, 64) * 0.02, "layers.3.attn.weight": torch.full((64, 64), float("inf"))}
     state["layers.2.attn.weight"][3] = 0
     save_file(state, str(model))
-    report = weightlint.check(model, select=ENGINE, baseline=str(baseline))
+    report = weightlint.check(model, select=ENGINE, baseline=str(baseline), profile="guide")
     assert codes(report) == [("WL100", "layers.3.attn.weight", "error")]
     assert report.summary()["baseline"] == {"file": str(baseline), "known": 2, "disappeared": 1}  # the NaN is fixed
 
 
 def test_baseline_in_the_config_file_is_relative_to_it(model):
-    main([str(model), "--select", ",".join(ENGINE), "--write-baseline", "ci/known.json", "-q"])
+    main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--write-baseline", "ci/known.json", "-q"])
     report = lint(model, "baseline: ci/known.json\n")
     assert codes(report) == []
 
 
 def test_unreadable_baseline_is_a_usage_error(model, capsys):
     write(model.parent / "bad.json", "{not json")
-    assert main([str(model), "--baseline", "bad.json", "-q"]) == 4
+    assert main([str(model), "--profile", "guide", "--baseline", "bad.json", "-q"]) == 4
     assert "bad.json" in capsys.readouterr().err
 
 
@@ -284,26 +288,26 @@ def test_unreadable_baseline_is_a_usage_error(model, capsys):
 def test_validation_errors_name_file_line_and_key(model, capsys, text, line, message):
     write(model.parent / "weightlint.yaml", text)
     with pytest.raises(configfile.ConfigError, match=message) as caught:
-        weightlint.check(model, config_file="auto")
+        weightlint.check(model, config_file="auto", profile="guide")
     assert str(caught.value).startswith(f"{model.parent / 'weightlint.yaml'}:{line}: ")
     # From the command line: exit 4, the same single line, no traceback.
-    assert main([str(model), "-q"]) == 4
+    assert main([str(model), "--profile", "guide", "-q"]) == 4
     err = capsys.readouterr().err
     assert f"weightlint.yaml:{line}: " in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_validation_error_in_pyproject_names_the_line(model, capsys):
     write(model.parent / "pyproject.toml", "[project]\nname = 'x'\n\n[tool.weightlint]\nfail-on = 'warning'\nselet = ['WL1']\n")
-    assert main([str(model), "-q"]) == 4
+    assert main([str(model), "--profile", "guide", "-q"]) == 4
     assert "pyproject.toml:6: selet: unknown key (did you mean 'select'?)" in capsys.readouterr().err
 
 
 def test_isolated_and_explicit_config(model, capsys):
     write(model.parent / "weightlint.yaml", "selct: oops\n")
-    assert main([str(model), "-q", "--isolated", "--select", "WL101"]) == 0
+    assert main([str(model), "--profile", "guide", "-q", "--isolated", "--select", "WL101"]) == 0
     other = write(model.parent / "strict.yaml", "fail-on: warning\n")
-    assert main([str(model), "-q", "--config", str(other), "--select", "WL101"]) == 1
-    assert main([str(model), "-q", "--config", "missing.yaml"]) == 4
+    assert main([str(model), "--profile", "guide", "-q", "--config", str(other), "--select", "WL101"]) == 1
+    assert main([str(model), "--profile", "guide", "-q", "--config", "missing.yaml"]) == 4
     assert "missing.yaml" in capsys.readouterr().err
 
 
@@ -313,10 +317,10 @@ def test_sarif_keeps_suppressed_and_baselined_findings_as_suppressed_results(mod
     from test_reporters import sarif_validator
 
     # The baseline knows all three findings; the suppression takes the NaN first.
-    main([str(model), "--select", ",".join(ENGINE), "--write-baseline", str(tmp_path / "known.json"), "-q"])
+    main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--write-baseline", str(tmp_path / "known.json"), "-q"])
     write(model.parent / "weightlint.yaml",
           "suppress:\n  - rule: WL100\n    tensor: layers.0.attn.weight\n    reason: known NaN, retrained next week\n")
-    code = main([str(model), "--select", ",".join(ENGINE), "--baseline", str(tmp_path / "known.json"),
+    code = main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--baseline", str(tmp_path / "known.json"),
                  "--format", "sarif", "-o", "out.sarif", "-q"])
     assert code == 0
     log = json.loads(Path("out.sarif").read_text(encoding="utf-8"))
@@ -330,3 +334,45 @@ def test_sarif_keeps_suppressed_and_baselined_findings_as_suppressed_results(mod
     assert by_config["justification"].endswith("weightlint.yaml:2)")  # where the entry is
     (by_baseline,) = accepted[("WL501", "layers.2.attn.weight")]
     assert by_baseline["justification"] == f"in the baseline {tmp_path / 'known.json'}"
+
+
+# -- profiles -----------------------------------------------------------------------------------
+
+def test_profile_from_the_file_and_the_command_line(model):
+    """The fixture's condition number of 5e4 is a warning under the guide's profile only."""
+    def wl101(report):
+        return [(f.tensor, str(f.severity)) for f in report.findings if f.code == "WL101"]
+
+    assert wl101(lint(model, "profile: default\n", profile=None, select=["WL101"])) == []
+    report = lint(model, "profile: guide\n", profile=None, select=["WL101"])
+    assert report.config.profile == "guide" and report.summary()["profile"] == "guide"
+    assert wl101(report) == [("layers.1.attn.weight", "warning")]
+    # An explicit setting under rules: overrides the profile's value.
+    assert wl101(lint(model, "profile: guide\nrules:\n  WL101:\n    warning: 1e5\n", profile=None,
+                      select=["WL101"])) == []
+    assert wl101(lint(model, "rules:\n  WL101:\n    warning: 1e4\n", profile=None, select=["WL101"])) == [
+        ("layers.1.attn.weight", "warning")]
+    # The command line wins over the file.
+    write(model.parent / "weightlint.yaml", "profile: default\n")
+    assert main([str(model), "-q", "--select", "WL101", "--fail-on", "warning"]) == 0
+    assert main([str(model), "-q", "--select", "WL101", "--fail-on", "warning", "--profile", "guide"]) == 1
+
+
+def test_unknown_profile_is_an_error_with_a_suggestion(model, capsys):
+    write(model.parent / "weightlint.yaml", "profile: gide\n")
+    assert main([str(model), "-q"]) == 4
+    assert "weightlint.yaml:1: profile: unknown profile 'gide': expected one of default, guide " \
+           "(did you mean 'guide'?)" in capsys.readouterr().err
+    with pytest.raises(weightlint.UsageError, match="unknown profile 'gide'"):
+        weightlint.check(model, profile="gide")
+
+
+def test_guide_profile_thresholds_are_the_guides():
+    from weightlint.plugins import build_plugin_manager, collect_rules
+
+    rules = collect_rules(build_plugin_manager([]))
+    guide = {code: rule.thresholds_for("guide") for code, rule in rules.items()}
+    assert (guide["WL101"]["error"], guide["WL101"]["warning"]) == (1e5, 1e4)
+    assert (guide["WL201"]["error"], guide["WL201"]["warning"], guide["WL201"]["only_if_sqnr_below"]) == (10.0, 1.0, None)
+    assert guide["WL202"]["warning"] == 30.0
+    assert guide["WL401"]["info"] == 0.1

@@ -380,7 +380,7 @@ def test_markdown_summary_and_table(capsys, defects):
     code, out = run(capsys, defects, *ENGINE, "--format", "markdown")
     assert code == 1
     assert out.startswith("## ❌ weightlint failed: 1 finding at or above error\n")
-    assert "**Health score 90/100: good: deploy** · exit code 1" in out
+    assert "**Health score 90/100: do not deploy** · exit code 1" in out
     counts = rendered_tables(out)[0]
     assert counts[0] == ["errors", "warnings", "info", "tensors", "parameters", "files"]
     assert counts[1][:4] == ["1", "0", "1", "5"] and counts[1][5] == "1"
@@ -395,7 +395,7 @@ def test_markdown_clean_run(capsys, clean):
     code, out = run(capsys, clean, *ENGINE, "--format", "markdown")
     assert code == 0
     assert out.startswith("## ✅ weightlint passed: nothing at or above error\n")
-    assert "**Health score 100/100: good: deploy** · exit code 0" in out and "No findings." in out
+    assert "**Health score 100/100: deploy** · exit code 0" in out and "No findings." in out
 
 
 def test_markdown_caps_the_table_sorts_by_severity_and_escapes_pipes(defects):

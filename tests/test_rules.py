@@ -429,15 +429,17 @@ def siblings(count: int = 12, shape=(32, 64)) -> dict[str, torch.Tensor]:
 
 
 def expected_ratio(tensors: dict, name: str) -> float:
-    """RMS over the depth trend of the group, as documented: the Theil–Sen line through
-    (depth, log RMS·√fan-in), the member's residual taken from the median of the others' residuals."""
+    """RMS over the depth trend of the others, as documented: the Theil–Sen line through the other
+    members' (depth, log RMS·√fan-in), the member's residual taken from the median of theirs."""
     names = sorted(tensors, key=lambda n: int(n.split(".")[1]))
     y = np.array([math.log(gt.rms(gt.stored(tensors[n])) * math.sqrt(tensors[n].shape[1])) for n in names])
-    x = np.arange(len(y))
-    slope = float(np.median([(y[j] - y[i]) / (j - i) for i in range(len(y)) for j in range(i + 1, len(y))]))
-    residuals = y - (float(np.median(y - slope * x)) + slope * x)
     index = names.index(name)
-    return math.exp(residuals[index] - float(np.median(np.delete(residuals, index))))
+    x_others, y_others = np.delete(np.arange(len(y)), index), np.delete(y, index)
+    slope = float(np.median([(y_others[j] - y_others[i]) / (x_others[j] - x_others[i])
+                             for i in range(len(y_others)) for j in range(i + 1, len(y_others))]))
+    intercept = float(np.median(y_others - slope * x_others))
+    residuals = y_others - (intercept + slope * x_others)
+    return math.exp(y[index] - (intercept + slope * index) - float(np.median(residuals)))
 
 
 class TestNormAnomaly:

@@ -230,8 +230,9 @@ def _rules_table(raw: RawConfig, value: Any, path: tuple, rules: dict[str, Rule]
             if name == "severity":
                 checked[name] = str(_severity(raw, setting, where))
                 continue
-            default = rule.thresholds[name]
-            numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+            # Off by default (None) in one profile, a number in another: a number either way.
+            values = [rule.thresholds[name]] + [p[name] for p in rule.profiles.values() if name in p]
+            numeric = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
             if numeric and isinstance(setting, str):  # YAML 1.1 reads 2e5 (no dot) as a string
                 try:
                     setting = float(setting)

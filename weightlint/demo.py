@@ -14,8 +14,8 @@ VOCAB, POSITIONS, WIDTH, LAYERS = 1024, 256, 128, 4
 # Each planted defect: tensor → what is wrong with it (the demo's own ground truth).
 PLANTED = {
     "h.2.attn.c_proj.weight": "one NaN at [5, 17] (WL100 error)",
-    "h.3.attn.c_proj.weight": "condition number 2e5 (WL101 error)",
-    "wpe.weight": "15% of the hidden dimensions are 20× outliers (WL201 error)",
+    "h.3.attn.c_proj.weight": "collapsed to rank 8 of 128 (WL101 warning)",
+    "wpe.weight": "2% of the hidden dimensions are 100× outliers: int8 needs per-channel scales (WL202 info)",
     "h.0.mlp.c_proj.weight": "scaled ×20 against its siblings (WL301 warning)",
     "h.3.mlp.c_fc.weight": "a copy of h.2.mlp.c_fc.weight (WL502 warning, on both)",
     "h.3.attn.c_attn.weight": "left at its random initialization (WL601 warning)",
@@ -58,15 +58,13 @@ def gpt2_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 def plant_defects(state: dict[str, torch.Tensor], seed: int = 1) -> None:
     generator = torch.Generator().manual_seed(seed)
     state["h.2.attn.c_proj.weight"][5, 17] = float("nan")
-    # Condition number 2e5: singular values spread geometrically, same Frobenius norm as before.
-    u, _ = torch.linalg.qr(torch.randn(WIDTH, WIDTH, generator=generator, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(WIDTH, WIDTH, generator=generator, dtype=torch.float64))
-    singular = torch.logspace(0, -torch.log10(torch.tensor(2e5)).item(), WIDTH, dtype=torch.float64)
-    singular *= float(state["h.3.attn.c_proj.weight"].norm()) / float(singular.norm())
-    state["h.3.attn.c_proj.weight"] = ((u * singular) @ v.T).float()
-    # Outlier features, as trained transformers grow them: 15% of the hidden dimensions 20× larger.
-    outlier_dims = torch.randperm(WIDTH, generator=generator)[: int(0.15 * WIDTH)]
-    state["wpe.weight"][:, outlier_dims] *= 20
+    # Rank collapse: the best rank-8 approximation, as a bad merge or factorization leaves it.
+    u, singular, vt = torch.linalg.svd(state["h.3.attn.c_proj.weight"].double())
+    state["h.3.attn.c_proj.weight"] = ((u[:, :8] * singular[:8]) @ vt[:8]).float()
+    # Outlier features, as trained transformers grow them: 2% of the hidden dimensions 100× larger.
+    # One int8 scale for the tensor leaves the other 98% a few levels; one per position absorbs them.
+    outlier_dims = torch.randperm(WIDTH, generator=generator)[: int(0.02 * WIDTH)]
+    state["wpe.weight"][:, outlier_dims] *= 100
     state["h.0.mlp.c_proj.weight"] *= 20
     state["h.3.mlp.c_fc.weight"] = state["h.2.mlp.c_fc.weight"].clone()
     state["h.3.attn.c_attn.weight"] = torch.randn(WIDTH, 3 * WIDTH, generator=generator) * 0.02

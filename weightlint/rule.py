@@ -129,10 +129,10 @@ class Rule:
 
     def _options_text(self) -> str:
         lines = []
-        for key, value in self.thresholds.items():
-            variants = "".join(f", `{value}` under `profile: {name}`" for name, values in self.profiles.items()
-                               if key in values and values[key] != value for value in [values[key]])
-            lines.append(f"- `{key}` (default `{value}`{variants})")
+        for key, default in self.thresholds.items():
+            variants = "".join(f", `{values[key]}` under `profile: {name}`" for name, values in self.profiles.items()
+                               if key in values and values[key] != default)
+            lines.append(f"- `{key}` (default `{default}`{variants})")
         if self.options_doc:
             lines.append(self.options_doc.strip())
         return "\n".join(lines) if lines else "None."

@@ -8,7 +8,7 @@ from typing import Any
 from weightlint._version import __version__
 from weightlint.finding import json_safe
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def document(report) -> dict[str, Any]:
