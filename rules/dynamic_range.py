@@ -41,6 +41,17 @@ Nothing, if the model works; when quantizing, treat the layer per channel or kee
 (see WL201/WL202 for the quantitative verdict). For an isolated spike: compare the value with an
 earlier checkpoint or the original export; restore it, or clip it to the tail of the others.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+weight = rng.normal(0, 0.02, (128, 128)).astype(np.float32)
+weight[7, 11] = 1000 * np.abs(weight).max()  # one corrupted value
+tensors = {"layer.weight": weight}
+""",
+    example_output="""
+WL203 warning layer.weight: isolated spike: the largest |w − median| is 1,149× the 8th largest (> 100×); max|w| 80.46: it alone sets the int8 scale; compare it with an earlier checkpoint or the original export
+""",
     references=("https://arxiv.org/abs/2105.06990",),
 )
 

@@ -49,6 +49,19 @@ Keep the layer in fp16/bf16, quantize per channel or per group, or use an outlie
 (SmoothQuant, LLM.int8() mixed-precision decomposition, GPTQ/AWQ with small groups). `weightlint
 --format json` lists the recommended precision per layer under `quantization.recommended`.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+weight = rng.normal(0, 0.02, (64, 1024)).astype(np.float32)
+heavy = rng.random(weight.shape) < 0.02
+weight[heavy] = np.sign(weight[heavy]) * 0.12  # 2% of the values at 6σ …
+weight[np.arange(64), rng.integers(0, 1024, 64)] = 4.0  # … and one 200σ value per row sets its int8 scale
+tensors = {"layer.weight": weight}
+""",
+    example_output="""
+WL201 warning layer.weight: 2.313% of values lie beyond 3σ (σ = 0.0205, median/MAD) > 1%; int8 SQNR 22.97 dB per tensor, 22.97 dB per channel: keep it in fp16
+""",
     references=("https://arxiv.org/abs/2211.10438", "https://arxiv.org/abs/2208.07339"),
 )
 

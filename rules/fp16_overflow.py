@@ -41,6 +41,19 @@ Use bf16 (same range as fp32) instead of fp16, keep the layer in fp32, or rescal
 scale into the following norm layer). Look for the training instability that produced the
 extreme values.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+overflow = rng.normal(0, 0.02, (64, 64)).astype(np.float32)
+overflow[3, 5] = 1e5  # beyond fp16's 65504
+scaled_down = rng.normal(0, 1e-8, (64, 64)).astype(np.float32)  # a layer scaled below fp16's range
+tensors = {"big.weight": overflow, "tiny.weight": scaled_down}
+""",
+    example_output="""
+WL102 error big.weight: 1 value is beyond fp16's range (|w| ≥ 65520, max |w| 100,000) and become ±Inf in fp16
+WL102 warning tiny.weight: 99.68% of the non-zero values (4083) are at or below 2^-25 and round to 0 in fp16, up to 1 of the tensor's energy: keep it in bf16/fp32 or rescale it
+""",
     references=("https://en.wikipedia.org/wiki/Half-precision_floating-point_format",),
 )
 

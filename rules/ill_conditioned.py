@@ -54,6 +54,17 @@ precision, wrap it in LayerNorm/RMSNorm and clip gradients; for a shipped checkp
 layer's output error under the target precision before keeping it in fp32: κ alone does not
 predict it.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+# A 64 × 64 layer collapsed onto 4 directions (a bad merge or factorization).
+weight = rng.standard_normal((64, 4)) @ rng.standard_normal((4, 64))
+tensors = {"layer.weight": weight.astype(np.float32)}
+""",
+    example_output="""
+WL101 warning layer.weight: rank collapse: numerical rank 4 of 64 (6.2% < 50%); the layer maps its inputs onto a few directions: restore it from an earlier checkpoint or retrain it
+""",
     references=("https://en.wikipedia.org/wiki/Condition_number",
                 "https://en.wikipedia.org/wiki/Rank_(linear_algebra)#Numerical_rank",
                 "https://pytorch.org/docs/stable/amp.html"),

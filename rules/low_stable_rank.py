@@ -43,6 +43,17 @@ Replace the layer by two of rank `suggested_rank` (truncated SVD: U_r·diag(σ)_
 measure the model's accuracy: the bound holds for the weights, and the output error of the layer
 is at most the same relative error for any input. Fine-tune briefly if needed.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+# Rank 12 plus a small noise floor: 12 directions hold the layer within 10%.
+signal = rng.standard_normal((256, 12)) @ rng.standard_normal((12, 256))
+tensors = {"layer.weight": (signal + 0.5 * rng.standard_normal((256, 256))).astype(np.float32)}
+""",
+    example_output="""
+WL401 info layer.weight: low-rank factorization of rank 54 (of 256) reproduces it within 10.0% relative error (≤ 10%) and saves 58% of its 65,536 parameters; stable rank 8.135 (ratio 0.0318). Measure accuracy after factorizing
+""",
     references=("https://en.wikipedia.org/wiki/Low-rank_approximation",
                 "https://arxiv.org/abs/1804.07612", "https://infoscience.epfl.ch/record/110188"),
 )

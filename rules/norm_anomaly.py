@@ -53,6 +53,18 @@ Find where the layer diverged (compare checkpoints); for an exploding layer lowe
 rate and clip gradients, for a collapsing one check weight decay and the layer's gradient flow. A
 merge or conversion bug that scaled one layer is fixed by re-exporting.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+# Twelve layers whose scale grows steadily with depth, and one scaled ×5 off that trend.
+tensors = {f"layers.{i}.mlp.down_proj.weight": rng.normal(0, 0.01 * 1.1**i, (32, 64)).astype(np.float32)
+           for i in range(12)}
+tensors["layers.6.mlp.down_proj.weight"] *= 5
+""",
+    example_output="""
+WL301 warning layers.6.mlp.down_proj.weight: RMS 0.0883 is 5.039× what its 11 siblings layers.*.mlp.down_proj.weight predict at its depth; robust z = 32.35: exploding. A shipped checkpoint: check the export or merge that scaled it; in training: clip gradients and check the learning rate and weight decay
+""",
     references=("https://arxiv.org/abs/1211.5063",),
 )
 

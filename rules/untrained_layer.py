@@ -49,6 +49,16 @@ Check the loading logs for "newly initialized" weights, the key names against th
 whether the layer's parameters are in the optimizer. If the layer is deliberately unused or
 untrained (a fresh classification head), suppress the finding for it.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+# A head left at its random initialization: i.i.d. N(0, 0.02²) entries.
+tensors = {"pooler.dense.weight": rng.normal(0, 0.02, (384, 384)).astype(np.float32)}
+""",
+    example_output="""
+WL601 warning pooler.dense.weight: no singular value above the Marchenko–Pastur bulk (λmax/mean 3.861 ≤ edge 4.218), power-law alpha 7.23, rows and columns as even as i.i.d. entries give (dispersion 0.924, 0.961): indistinguishable from random initialization; check that it was loaded and trained, or suppress it if it is unused
+""",
     references=("https://github.com/CalculatedContent/WeightWatcher", "https://arxiv.org/abs/1810.01075",
                 "https://en.wikipedia.org/wiki/Marchenko%E2%80%93Pastur_distribution"),
 )

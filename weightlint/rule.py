@@ -13,6 +13,11 @@ _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SCOPES = ("file", "tensor", "matrix", "run")
 
 
+def _yaml(value: Any) -> str:
+    """An option's value as the configuration file spells it (``null`` turns a level off)."""
+    return "null" if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class Rule:
     """A rule's declaration. The check itself lives in hook functions of the rule's module.
@@ -42,6 +47,11 @@ class Rule:
     # Threshold sets other than the default, by profile name (``guide``: the guide's literal
     # numbers). Keys are a subset of ``thresholds``; a profile the rule does not list uses the default.
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # ruff's Example section: Python that builds ``tensors`` (name → array), the smallest input that
+    # triggers the rule, and the lines it then reports (``CODE severity tensor: message``), one per
+    # finding. tests/test_rule_examples.py runs every example, so the documentation cannot drift.
+    example: str = ""
+    example_output: str = ""
 
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):
@@ -123,6 +133,10 @@ class Rule:
             "## Options",
             self._options_text(),
         ]
+        if self.example:
+            parts += ["", "## Example", "```python", self.example.strip(), "```", "",
+                      f"`weightlint.check(tensors, select=[\"{self.code}\"])` reports:", "", "```",
+                      self.example_output.strip(), "```"]
         if self.references:
             parts += ["", "## References", *(f"- {ref}" for ref in self.references)]
         return "\n".join(parts) + "\n"
@@ -130,9 +144,9 @@ class Rule:
     def _options_text(self) -> str:
         lines = []
         for key, default in self.thresholds.items():
-            variants = "".join(f", `{values[key]}` under `profile: {name}`" for name, values in self.profiles.items()
-                               if key in values and values[key] != default)
-            lines.append(f"- `{key}` (default `{default}`{variants})")
+            variants = "".join(f", `{_yaml(values[key])}` under `profile: {name}`"
+                               for name, values in self.profiles.items() if key in values and values[key] != default)
+            lines.append(f"- `{key}` (default `{_yaml(default)}`{variants})")
         if self.options_doc:
             lines.append(self.options_doc.strip())
         return "\n".join(lines) if lines else "None."
@@ -152,4 +166,5 @@ class Rule:
             "how_to_fix": self.how_to_fix.strip(),
             "options": self.options_doc.strip(),
             "references": list(self.references),
+            **({"example": self.example.strip(), "example_output": self.example_output.strip()} if self.example else {}),
         }

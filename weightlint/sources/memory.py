@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
+from weightlint.dtypes import DType
+from weightlint.dtypes import dtype as dtype_named
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Source
 from weightlint.sources.torch_pickle import find_state_dict, flatten_tensors
@@ -27,6 +31,14 @@ def _layouts(module: Any) -> dict[str, str]:
     return layouts
 
 
+def _numpy_dtype(array: np.ndarray) -> DType:
+    """The DType of a NumPy array; bfloat16 and float8 arrays (ml_dtypes) are named alike."""
+    try:
+        return dtype_named(array.dtype.name)
+    except KeyError:
+        return DType(array.dtype.name, array.dtype.itemsize, array.dtype.kind)
+
+
 class MemorySource(Source):
     def __init__(self, obj: Any, label: str | None = None) -> None:
         self._obj = obj
@@ -35,6 +47,9 @@ class MemorySource(Source):
         super().__init__(path=label, format=kind, files=[label])
 
     def items(self) -> Iterator[Item]:
+        if isinstance(self._obj, Mapping) and any(isinstance(v, np.ndarray) for v in self._obj.values()):
+            yield from self._numpy_items()
+            return
         if _is_module(self._obj):
             state: Mapping[str, Any] = self._obj.state_dict(keep_vars=False)
             layouts = _layouts(self._obj)
@@ -56,3 +71,12 @@ class MemorySource(Source):
                 layout=layouts.get(name),
                 metadata={"buffer": True} if name in buffers else {},
             )
+
+    def _numpy_items(self) -> Iterator[Item]:
+        """A mapping of name → NumPy array (and torch tensors beside them), as file sources load."""
+        for name, value in self._obj.items():
+            if isinstance(value, np.ndarray):
+                yield TensorRecord(name=str(name), shape=tuple(value.shape), dtype=_numpy_dtype(value),
+                                   file=self.path, load=lambda value=value: value, format=self.format)
+            else:
+                yield from MemorySource({name: value}, self.path).items()
