@@ -11,12 +11,14 @@ RULE = Rule(
     statistics=("quantization",),
     scope="matrix",
     applies_to="weight matrices with at least `min_size` values, not already stored quantized (GGUF Q4_1, Q8_0 …)",
-    thresholds={"error": 10.0, "warning": 1.0, "only_if_sqnr_below": 30.0, "min_size": 4096},
-    profiles={"guide": {"only_if_sqnr_below": None}},
+    thresholds={"error": 10.0, "warning": 1.0, "only_if_sqnr_below": 30.0, "dense_warning": 10.0, "min_size": 4096},
+    profiles={"guide": {"only_if_sqnr_below": None, "dense_warning": None}},
     options_doc="`error`, `warning`: outlier shares (%) for each severity (the guide's 10% and 1%). "
                 "`only_if_sqnr_below`: a finding also needs the per-channel int8 SQNR (dB) below this, i.e. "
                 "outliers that no int8 scheme absorbs; `null` (as under `profile: guide`) judges the share "
-                "alone. `min_size`: smaller tensors are skipped.",
+                "alone. `dense_warning`: for dense matrices (Linear, Embedding, RNN; not conv kernels) a warning "
+                "above this share (%) whatever the SQNR: a second population of values. "
+                "`min_size`: smaller tensors are skipped.",
     what_it_does="""
 Measures `extreme_outlier_percentage`: the share of values farther than 3σ from the centre, where
 the centre is the median and σ is 1.4826 × the median absolute deviation (equal to the standard
@@ -36,8 +38,15 @@ weights beyond a robust 3σ (all-MiniLM-L6-v2: 0.26–3.03%), and peaked conv ke
 the weights sit near zero and make the MAD tiny, have 10–43% (CREPE's `conv5` 42.6%, CRAFT's first
 VGG block 23.7%, YOLOv8n's detection head 11%), yet every one of them quantizes at 31–46 dB per
 channel. No robust scale separates them from corruption: a share of 15% means nothing for int8
-until the SQNR says so. A tensor corrupted by many extreme values also changes its norm, which
-WL301 compares with its siblings.
+until the SQNR says so.
+
+Dense matrices are different. The weights of trained Linear, Embedding and RNN layers have a
+Gaussian-like bulk with a modest excess tail: on the corpus at most 6.3% of a 2-D matrix lies
+beyond a robust 3σ (SmolLM2's first `attn_k`), typically 0.3–3%. Above `dense_warning` (10%) a
+dense matrix holds a second population of values — a partial overwrite, a bad merge, a wrongly
+scaled shard — and the rule warns even when int8 would cope. Conv kernels (3-D and up, except an
+ONNX RNN's stacked weights) are left to the SQNR test. A tensor corrupted by many extreme values
+also changes its norm, which WL301 compares with its siblings.
 """,
     why_bad="""
 Symmetric absmax int8 spends its 255 levels on the range set by the largest values. When many
@@ -85,7 +94,16 @@ def weightlint_check_tensor(tensor, stats, context):
     per_channel = quantization["sqnr_db_per_channel"]
     gate = options.get("only_if_sqnr_below")
     if gate is not None and (per_channel is None or per_channel >= gate):
-        return None
+        dense = options.get("dense_warning")
+        if dense is None or share <= dense or (tensor.ndim >= 3 and not tensor.is_rnn_weight):
+            return None
+        return RULE.finding(
+            f"{number(share)}% of values lie beyond 3σ (σ = {number(quantization['outlier_scale'])}, "
+            f"{quantization['outlier_scale_method']}) > {number(dense)}%: a second population of values in a dense "
+            f"matrix (trained ones stay below ~6%); int8 per channel still reaches {number(per_channel)} dB. "
+            "Compare it with an earlier checkpoint or the original export",
+            tensor=tensor, severity=Severity.WARNING, value=share, threshold=dense,
+            recommended=quantization["recommended"])
     message = (f"{number(share)}% of values lie beyond 3σ (σ = {number(quantization['outlier_scale'])}, "
                f"{quantization['outlier_scale_method']}) > {number(threshold)}%; int8 SQNR "
                f"{number(quantization['sqnr_db'])} dB per tensor, {number(per_channel)} dB per channel: "

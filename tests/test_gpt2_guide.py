@@ -99,13 +99,14 @@ def test_no_other_errors(report):
 
 
 def test_default_profile_judges_what_breaks(gpt2_folder):
-    """The planted condition numbers are full-rank matrices: not a finding by default; the wpe
-    outliers are an error only if per-channel int8 cannot absorb them."""
+    """The planted condition numbers are full-rank matrices: not a finding by default. The wpe
+    outliers (12.8% of a dense matrix) are a second population: a warning, since per-channel int8
+    absorbs them."""
     default = weightlint.check(gpt2_folder)
     assert not [f for f in default.findings if f.code == "WL101"]
-    per_channel = default.tensors["transformer.wpe.weight"]["quantization"]["sqnr_db_per_channel"]
-    wpe = [f for f in default.findings if f.code == "WL201" and f.tensor == "transformer.wpe.weight"]
-    assert bool(wpe) == (per_channel < 30)
+    assert default.tensors["transformer.wpe.weight"]["quantization"]["sqnr_db_per_channel"] >= 30
+    (wpe,) = [f for f in default.findings if f.code == "WL201" and f.tensor == "transformer.wpe.weight"]
+    assert wpe.severity is Severity.WARNING and "second population" in wpe.message
 
 
 def test_random_init_layers_are_reported_untrained(report):

@@ -262,14 +262,24 @@ class TestExtremeOutliers:
         assert share == pytest.approx(gt.outlier_percentage(gt.stored(w)), abs=0.01)
         assert 0.15 < share < 0.4  # 0.27% for a Gaussian
 
-    def test_many_outliers_that_int8_absorbs_are_not_reported_by_default(self):
+    def test_many_outliers_in_a_conv_kernel_that_int8_absorbs_are_not_reported_by_default(self):
         """Peaked kernels have 10–40% beyond a robust 3σ and quantize at 31–46 dB per channel."""
-        w = gt.tensor(gt.outlier_mixture((256, 256), seed=15))
-        assert gt.outlier_percentage(gt.stored(w)) > 10
-        assert gt.int8_sqnr_db(gt.stored(w), per_channel=True) >= 30
-        report = lint({"m.weight": w}, "WL201")
+        matrix = gt.outlier_mixture((256, 256), seed=15)
+        w = gt.tensor(matrix.reshape(256, 16, 4, 4))
+        assert gt.outlier_percentage(matrix) > 10
+        assert gt.int8_sqnr_db(matrix, per_channel=True) >= 30
+        report = lint({"conv.weight": w}, "WL201")
         assert findings(report) == []
-        assert report.tensors["m.weight"]["quantization"]["recommended"] == "int8-per-channel"
+        assert report.tensors["conv.weight"]["quantization"]["recommended"] == "int8-per-channel"
+
+    def test_many_outliers_in_a_dense_matrix_are_a_second_population(self):
+        w = gt.tensor(gt.outlier_mixture((256, 256), seed=15))
+        expected = gt.outlier_percentage(gt.stored(w))
+        assert expected > 10 and gt.int8_sqnr_db(gt.stored(w), per_channel=True) >= 30
+        found = only(lint({"m.weight": w}, "WL201"), "WL201", "m.weight")
+        assert found.severity is WARNING and found.threshold == 10.0
+        assert found.value == pytest.approx(expected, abs=0.01)
+        assert "second population" in found.message and found.extra["recommended"] == "int8-per-channel"
 
     def test_many_outliers_that_int8_cannot_absorb_are_an_error(self):
         w = gt.tensor(gt.with_moderate_outliers((64, 1024), share=0.15, spike=100.0, seed=17))

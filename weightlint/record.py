@@ -17,6 +17,7 @@ _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "posit
 # how an ONNX graph uses the tensor).
 _DESCRIBED_METADATA = ("module_type", "gguf_type", "nested_under", "external_data", "graph_role", "consumers")
 _FLOAT_STORAGE = ("F32", "F16", "BF16", "F64")
+_RNN_OPS = ("LSTM", "GRU", "RNN")
 _CONV1D_NAME = re.compile(r"(^|\.)(c_attn|c_proj|c_fc|q_attn)\.weight$")
 
 
@@ -74,9 +75,27 @@ class TensorRecord:
         return self.is_floating and not self.dtype.is_complex and not self.is_buffer and self.numel > 0
 
     @property
+    def stored_rows(self) -> int:
+        """Rows of the stored matrix view: the first dimension, or for an ONNX RNN's stacked
+        ``W``/``R`` ([directions, gates·hidden, inputs]) every direction's gate rows."""
+        if self.ndim == 3 and self.is_rnn_weight:
+            return self.shape[0] * self.shape[1]
+        return self.shape[0] if self.ndim else 1
+
+    @property
+    def is_rnn_weight(self) -> bool:
+        consumers = self.metadata.get("consumers") or ()
+        return bool(consumers) and all(op in _RNN_OPS for op in consumers)
+
+    @property
     def is_matrix(self) -> bool:
-        """A weight matrix (Linear, Conv, Embedding …): judged and at least 2-D with both sides > 1."""
-        return self.is_judged and self.ndim >= 2 and self.shape[0] > 1 and self.numel // self.shape[0] > 1
+        """A weight matrix (Linear, Conv, Embedding …): judged and at least 2-D with both sides > 1.
+
+        An ONNX RNN's 2-D ``B`` holds one bias vector per direction: not a matrix."""
+        if self.ndim == 2 and self.is_rnn_weight:
+            return False
+        rows = self.stored_rows if self.ndim else 0
+        return self.is_judged and self.ndim >= 2 and rows > 1 and self.numel // rows > 1
 
     @property
     def is_in_out(self) -> bool:
@@ -88,7 +107,8 @@ class TensorRecord:
     @property
     def matrix_shape(self) -> tuple[int, int]:
         """(outputs, inputs) of the matrix view: conv kernels as out × in·kh·kw."""
-        rows, cols = self.shape[0], self.numel // max(self.shape[0], 1)
+        rows = self.stored_rows
+        cols = self.numel // max(rows, 1)
         return (cols, rows) if self.is_in_out else (rows, cols)
 
     @property

@@ -120,7 +120,7 @@ class TensorStats:
     @cached_property
     def matrix(self) -> Any:
         """(outputs, inputs) view: conv kernels flattened, HF Conv1D transposed."""
-        rows = self.values.reshape(self.record.shape[0], -1)
+        rows = self.values.reshape(self.record.stored_rows, -1)
         return rows.T if self.record.is_in_out else rows
 
     # -- groups -------------------------------------------------------------------------------
