@@ -131,6 +131,77 @@ def test_statistics_match_float64_references():
     assert stats.spectral["stable_rank"] == pytest.approx(np.sum(sv**2) / sv[0] ** 2, rel=1e-5)
 
 
+def _wide(shape):
+    """Rows longer than one block (65,536 values), with outliers, zeros, a dead row and values that
+    fp16 would flush to zero or overflow."""
+    rng = np.random.default_rng(shape[-1])
+    array = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+    flat = array.reshape(-1)
+    flat[rng.random(flat.size) < 0.01] *= 40
+    flat[rng.random(flat.size) < 0.001] = 0
+    flat[rng.random(flat.size) < 0.0005] = 2.0**-26
+    flat[::100_003] = 70_000.0
+    if shape[0] > 2:
+        array[1] = 0
+    return array
+
+
+@pytest.mark.parametrize("shape", [(2, 70_000), (3, 1_048_577), (1, 300_000), (2, 2048, 512)])
+def test_rows_longer_than_a_block_match_float64_references(shape):
+    array = _wide(shape)
+    record = TensorRecord(name="w.weight", shape=shape, dtype="float32", file="x", load=lambda: array)
+    stats = TensorStats(record, values=array.copy())
+    exact = array.astype(np.float64).reshape(shape[0], -1)
+    magnitude = np.abs(exact)
+    assert stats.norms["l2"] == pytest.approx(np.linalg.norm(exact), rel=1e-6)
+    assert stats.norms["mean_abs"] == pytest.approx(magnitude.mean(), rel=1e-6)
+    assert stats.norms["std"] == pytest.approx(exact.std(), rel=1e-6)
+    assert stats.sparsity["zero_count"] == np.count_nonzero(exact == 0)
+    nonzero = magnitude[magnitude > 0]
+    assert stats.precision["fp16_overflow_count"] == np.count_nonzero(magnitude >= 65520)
+    assert stats.precision["fp16_underflow_count"] == np.count_nonzero(nonzero <= 2.0**-25)
+    assert stats.precision["fp16_subnormal_percentage"] == pytest.approx(
+        100 * np.count_nonzero(nonzero < 2.0**-14) / nonzero.size, rel=1e-12)
+    if shape[0] == 1:
+        assert stats.quantization == {}
+        return
+    assert stats.sparsity["zero_rows"] == ([1] if shape[0] > 2 else [])
+    quantization = stats.quantization
+    center = np.median(exact)
+    deviation = np.abs(exact - center)
+    scale = 1.4826 * np.median(deviation)
+    assert quantization["outlier_center"] == center
+    assert quantization["outlier_scale"] == pytest.approx(scale, rel=1e-6)
+    assert quantization["extreme_outlier_percentage"] == 100 * np.count_nonzero(deviation > 3 * scale) / exact.size
+    step = magnitude.max() / 127
+    noise = np.sum((np.round(exact / step) * step - exact) ** 2)
+    assert quantization["sqnr_db"] == pytest.approx(10 * np.log10(np.sum(exact**2) / noise), abs=1e-4)
+    rows = magnitude.max(axis=1, keepdims=True) / 127
+    rows[rows == 0] = 1
+    noise = np.sum((np.round(exact / rows) * rows - exact) ** 2)
+    assert quantization["sqnr_db_per_channel"] == pytest.approx(10 * np.log10(np.sum(exact**2) / noise), abs=1e-4)
+    centered = exact - exact.mean()
+    assert quantization["kurtosis"] == pytest.approx(np.mean(centered**4) / np.mean(centered**2) ** 2, rel=1e-5)
+    on_torch = TensorStats(record, values=torch.from_numpy(array.copy()))
+    for group in ("finite", "norms", "sparsity", "precision", "quantization"):
+        _close(getattr(stats, group), getattr(on_torch, group), group)
+
+
+def test_blocks_of_long_rows_cover_every_value_once_and_fit_the_buffer():
+    from weightlint.backend import BLOCK_VALUES, _blocks
+
+    matrix = np.arange(3 * (2 * BLOCK_VALUES + 5), dtype=np.float32).reshape(3, -1)[:, 1:]  # strided rows
+    pieces = list(_blocks(matrix))
+    assert all(block.size <= BLOCK_VALUES for block, _ in pieces)
+    rebuilt = [np.concatenate([block.reshape(-1) for block, rows in pieces if rows == slice(row, row + 1)])
+               for row in range(3)]
+    np.testing.assert_array_equal(np.stack(rebuilt), matrix)
+    scale = np.array([[1.0], [2.0], [4.0]], dtype=np.float32)
+    wide = (matrix / matrix.max()).astype(np.float32)
+    expected = np.sum((np.rint(wide / scale) * scale - wide).astype(np.float64) ** 2)
+    assert NUMPY.rounding_noise(wide, scale) == pytest.approx(expected, rel=1e-6)
+
+
 @pytest.mark.parametrize("size", [1, 2, 7, 8, 1001, 70_000, 70_001])
 def test_select_and_median_are_exact(size):
     values = np.random.default_rng(size).standard_normal(size).astype(np.float32)

@@ -162,3 +162,141 @@ def test_without_the_onnx_package_the_file_says_how_to_install_it(monkeypatch):
     assert finding.code == "WL001"
     assert "pip install weightlint[onnx]" in finding.message
     assert report.records == []
+
+
+# -- graph roles, subgraphs and Constant nodes -------------------------------------------------
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _model(nodes, inputs, outputs, initializers, opset=17) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "roles", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _value(name, shape, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def test_graph_constants_are_listed_but_not_judged():
+    hidden = 2
+    w = weights(4, 3)
+    w[1, 2] = np.nan
+    mask = np.triu(np.full((3, 3), -np.inf, dtype=np.float32), 1)
+    tensors = {
+        "W": w, "bias": weights(3, seed=1), "pos": weights(2, 3, seed=2),
+        "floor": np.full(3, -np.inf, dtype=np.float32), "zero": np.zeros((), dtype=np.float32),
+        "fill": np.array(-FLT_MAX, dtype=np.float32), "mask": mask, "shape": np.array([1, 3], dtype=np.int64),
+        "lstm_W": weights(1, 4 * hidden, 3, seed=3), "lstm_R": weights(1, 4 * hidden, hidden, seed=4),
+        "lstm_B": weights(1, 8 * hidden, seed=5), "h0": np.zeros((1, 1, hidden), dtype=np.float32),
+        "c0": np.zeros((1, 1, hidden), dtype=np.float32), "spare": weights(5, seed=6),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"]),
+        helper.make_node("Add", ["h", "bias"], ["hb"]),  # a bias after MatMul
+        helper.make_node("Max", ["hb", "floor"], ["hm"]),  # Max(x, -inf)
+        helper.make_node("Less", ["hm", "zero"], ["negative"]),
+        helper.make_node("Where", ["negative", "fill", "hm"], ["hw"]),  # a -FLT_MAX fill
+        helper.make_node("Reshape", ["hw", "shape"], ["y"]),
+        helper.make_node("Transpose", ["hw"], ["column"]),
+        helper.make_node("MatMul", ["column", "hw"], ["scores"]),  # activations only
+        helper.make_node("Add", ["scores", "mask"], ["masked"]),  # an attention mask
+        helper.make_node("MatMul", ["x2", "W"], ["h2"]),
+        helper.make_node("Add", ["h2", "pos"], ["embedded"]),  # added to what a weight computed
+        helper.make_node("LSTM", ["sequence", "lstm_W", "lstm_R", "lstm_B", "", "h0", "c0"], ["Y", "Y_h"],
+                         hidden_size=hidden),
+    ]
+    inputs = [_value("x", [1, 4]), _value("x2", [2, 4]), _value("sequence", [2, 1, 3])]
+    outputs = [_value("y", [1, 3]), _value("masked", [3, 3]), _value("embedded", [2, 3]),
+               _value("Y_h", [1, 1, hidden])]
+    initializers = [numpy_helper.from_array(value, name) for name, value in tensors.items()]
+    onnx.save(_model(nodes, inputs, outputs, initializers), "roles.onnx")
+    report = check("roles.onnx")
+
+    assert [record.name for record in report.records] == list(tensors)
+    roles = {name: (entry["graph_role"], entry["consumers"], entry["judged"])
+             for name, entry in report.tensors.items()}
+    assert roles == {
+        "W": ("weight", ["MatMul"], True), "bias": ("weight", ["Add"], True), "pos": ("weight", ["Add"], True),
+        "floor": ("constant", ["Max"], False), "zero": ("constant", ["Less"], False),
+        "fill": ("constant", ["Where"], False), "mask": ("constant", ["Add"], False),
+        "shape": ("constant", ["Reshape"], False), "lstm_W": ("weight", ["LSTM"], True),
+        "lstm_R": ("weight", ["LSTM"], True), "lstm_B": ("weight", ["LSTM"], True),
+        "h0": ("state", ["LSTM"], False), "c0": ("state", ["LSTM"], False),
+        "spare": ("constant", [], False),  # read by nothing
+    }
+    assert [(f.code, f.tensor) for f in report.findings if f.code == "WL100"] == [("WL100", "W")]
+    nan = next(f for f in report.findings if f.code == "WL100")
+    assert nan.location == {"index": [1, 2]}
+
+
+def test_initializers_and_constant_nodes_of_if_branches():
+    shared, kernel = weights(4, 3), weights(3, 2, seed=3)
+    then_w, else_w = weights(3, 2, seed=1), weights(3, 2, seed=2)
+    else_w[2, 1] = np.nan
+    then_branch = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "shared"], ["t1"]),  # a weight of the outer graph
+         helper.make_node("MatMul", ["t1", "w"], ["t2"]),
+         helper.make_node("Add", ["t2", "only_then"], ["then_out"])],
+        "then", [], [_value("then_out", [1, 2])],
+        [numpy_helper.from_array(then_w, "w"), numpy_helper.from_array(weights(2, seed=4), "only_then")])
+    else_branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["kernel_out"], value=numpy_helper.from_array(kernel, "kernel")),
+         helper.make_node("Constant", [], ["half"], value=numpy_helper.from_array(np.array(0.5, dtype=np.float32))),
+         helper.make_node("MatMul", ["x", "shared"], ["e1"]),
+         helper.make_node("MatMul", ["e1", "w"], ["e2"]),
+         helper.make_node("MatMul", ["e1", "kernel_out"], ["e3"]),
+         helper.make_node("Add", ["e2", "e3"], ["e4"]),
+         helper.make_node("Mul", ["e4", "half"], ["else_out"])],
+        "else", [], [_value("else_out", [1, 2])], [numpy_helper.from_array(else_w, "w")])
+    nodes = [helper.make_node("If", ["condition"], ["y"], name="choose", then_branch=then_branch,
+                              else_branch=else_branch)]
+    inputs = [_value("condition", [], TensorProto.BOOL), _value("x", [1, 4])]
+    onnx.save(_model(nodes, inputs, [_value("y", [1, 2])], [numpy_helper.from_array(shared, "shared")]),
+              "branches.onnx")
+    report = check("branches.onnx")
+
+    records = {record.name: record for record in report.records}
+    # Branches in the node's attribute order (onnx.helper sorts attributes by name).
+    assert list(records) == ["shared", "choose.else_branch/w", "kernel", "choose.then_branch/w", "only_then"]
+    assert all(record.metadata["graph_role"] == "weight" and record.is_judged for record in records.values())
+    assert records["shared"].metadata["consumers"] == ["MatMul"] and records["shared"].layout == "in_out"
+    np.testing.assert_array_equal(records["choose.then_branch/w"].load(), then_w)
+    np.testing.assert_array_equal(records["kernel"].load(), kernel)
+    (nan,) = report.findings
+    assert (nan.code, nan.tensor, nan.location) == ("WL100", "choose.else_branch/w", {"index": [2, 1]})
+    (source,) = report.model()["sources"]
+    counts = (source["onnx"]["initializers"], source["onnx"]["constant_weights"], source["onnx"]["subgraphs"])
+    assert counts == (4, 1, 2)
+
+
+def test_half_precision_weights_through_cast_and_transpose():
+    kernel, bias, dense = (weights(2, 1, 3, 3), weights(2, seed=1), weights(5, 8, seed=2))
+    nodes = [
+        helper.make_node("Cast", ["kernel"], ["kernel32"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["bias"], ["bias32"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["x", "kernel32", "bias32"], ["features"]),
+        helper.make_node("Flatten", ["features"], ["flat"]),
+        helper.make_node("Cast", ["dense"], ["dense32"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["dense32"], ["dense_t"], perm=[1, 0]),
+        helper.make_node("MatMul", ["flat", "dense_t"], ["y"]),
+    ]
+    initializers = [numpy_helper.from_array(value.astype(np.float16), name)
+                    for name, value in (("kernel", kernel), ("bias", bias), ("dense", dense))]
+    onnx.save(_model(nodes, [_value("x", [1, 1, 4, 1])], [_value("y", [1, 5])], initializers), "half.onnx")
+    records = {record.name: record for record in check("half.onnx").records}
+    # dense is stored (out, in): MatMul reads it (in, out) after the Transpose.
+    for name, consumer, layout in (("kernel", "Conv", "out_in"), ("bias", "Conv", None), ("dense", "MatMul", "out_in")):
+        record = records[name]
+        assert record.dtype == torch.float16 and record.is_judged, name
+        assert record.metadata["graph_role"] == "weight", name
+        assert record.metadata["onnx_ops"] == ["Cast"] and record.metadata["consumers"] == [consumer], name
+        assert record.metadata["module_type"] == consumer and record.layout == layout, name
+
+
+def test_a_graph_without_nodes_is_a_file_of_weights():
+    graph = helper.make_graph([], "weights", [], [], [numpy_helper.from_array(weights(3, 2), "table")])
+    onnx.save(helper.make_model(graph), "weights.onnx")
+    (record,) = check("weights.onnx").records
+    assert (record.name, record.metadata["graph_role"], record.is_judged) == ("table", "weight", True)

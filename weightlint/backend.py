@@ -40,13 +40,21 @@ BLOCK_VALUES = 1 << 16
 
 
 def _blocks(x: np.ndarray):
-    """(block, rows) pieces of a flat array or of a matrix (by rows, any strides)."""
+    """(block, rows) pieces of at most ``BLOCK_VALUES`` values of a flat array or of a matrix (any
+    strides): whole rows while one fits, otherwise pieces of one row, so that every block fits the
+    buffer; ``rows`` selects the block's rows (per-row scales broadcast over a piece of a row)."""
     if x.ndim <= 1:
         for start in range(0, x.shape[0] if x.ndim else 1, BLOCK_VALUES):
             yield (x[start:start + BLOCK_VALUES] if x.ndim else x.reshape(1)), slice(start, start + BLOCK_VALUES)
         return
     matrix = x.reshape(x.shape[0], -1)
-    step = max(1, BLOCK_VALUES // max(matrix.shape[1], 1))
+    columns = matrix.shape[1]
+    if columns > BLOCK_VALUES:
+        for row in range(matrix.shape[0]):
+            for start in range(0, columns, BLOCK_VALUES):
+                yield matrix[row:row + 1, start:start + BLOCK_VALUES], slice(row, row + 1)
+        return
+    step = max(1, BLOCK_VALUES // max(columns, 1))
     for start in range(0, matrix.shape[0], step):
         yield matrix[start:start + step], slice(start, start + step)
 

@@ -5,7 +5,12 @@ over 2 GB keeps its weights in separate files, and each tensor is read from ther
 asks for it. Weights stored inside the ``.onnx`` file are part of the protobuf and so are in memory
 while the file is scanned (the format caps such files at 2 GB).
 
-The graph says how each weight is used, which gives its layout: ``MatMul(x, W)`` and
+Exporters also put weights in the initializers of ``If``/``Loop``/``Scan`` subgraphs and in
+``Constant`` nodes; both are read. Not every initializer is a weight: a graph also stores the
+``-inf`` of ``Max(x, -inf)``, an RNN's zero initial state, shapes and mask fills. Each tensor is
+classified by how the graph reads it (its *graph role*), and only weights are judged.
+
+The graph also says how each weight is used, which gives its layout: ``MatMul(x, W)`` and
 ``Gemm(transB=0)`` store ``(in, out)``, ``Gemm(transB=1)``, ``Conv`` and ``Gather`` (embeddings)
 store ``(out, in)``.
 
@@ -14,7 +19,10 @@ Needs the optional ``onnx`` package (``pip install weightlint[onnx]``).
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -34,6 +42,46 @@ _DTYPES = {onnx_name: dtypes.dtype(name) for onnx_name, name in (
     ("FLOAT8E8M0", "float8_e8m0fnu"))}
 # ml_dtypes arrays (bfloat16, float8) are reinterpreted as their bits, then decoded exactly.
 _BIT_VIEWS = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}
+_FLOAT_TYPES = {"FLOAT", "FLOAT16", "DOUBLE", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+                "FLOAT8E5M2FNUZ", "FLOAT8E8M0"}
+# Protobuf allows 100 levels of messages; real models nest control flow a few levels deep.
+MAX_SUBGRAPH_DEPTH = 16
+
+# Graph roles. Input positions that hold trained parameters: any tensor reaching them is a weight,
+# whatever its shape or values (MatMul and Gemm either operand, as exporters may swap them).
+_WEIGHT_INPUTS: dict[str, frozenset[int]] = {op: frozenset(positions) for op, positions in {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "ConvInteger": (1, 3), "QLinearConv": (3, 4, 5, 8),
+    "MatMul": (0, 1), "Gemm": (0, 1, 2), "MatMulInteger": (0, 1, 2, 3), "QLinearMatMul": (0, 1, 2, 3, 4, 5),
+    "LSTM": (1, 2, 3, 7), "GRU": (1, 2, 3), "RNN": (1, 2, 3), "DynamicQuantizeLSTM": (1, 2, 3, 7, 8, 9, 10, 11),
+    "BatchNormalization": (1, 2, 3, 4), "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2),
+    "GroupNormalization": (1, 2), "RMSNormalization": (1,), "SimplifiedLayerNormalization": (1,),
+    "SkipLayerNormalization": (2, 3, 4), "SkipSimplifiedLayerNormalization": (2, 3),
+    "EmbedLayerNormalization": (2, 3, 4, 5, 6), "FusedConv": (1, 2), "FusedGemm": (0, 1, 2),
+    "FusedMatMul": (0, 1), "DynamicQuantizeMatMul": (1, 2, 3, 4), "PRelu": (1,),
+}.items()}
+_EMBEDDING = frozenset((0,))  # Gather's table, a weight when it has rows (checked by the tensor's shape)
+# An RNN's initial hidden and cell states: zeros by design, not trained.
+_STATE_INPUTS = {"LSTM": frozenset((5, 6)), "GRU": frozenset((5,)), "RNN": frozenset((5,)),
+                 "DynamicQuantizeLSTM": frozenset((5, 6))}
+# Ops that hand on the values of these inputs (cast, dequantized, re-viewed, sliced or joined): the
+# role is decided where their output goes. Their other inputs (shapes, axes) are constants.
+_PASSTHROUGH: dict[str, frozenset[int]] = {op: frozenset(positions) for op, positions in {
+    "Cast": (0,), "CastLike": (0,), "Identity": (0,), "DequantizeLinear": (0, 1, 2), "Transpose": (0,),
+    "Reshape": (0,), "Flatten": (0,), "Unsqueeze": (0,), "Squeeze": (0,), "Slice": (0,), "Split": (0,),
+}.items()}
+# Elementwise arithmetic: a bias, a per-channel scale, an unfused norm's gamma and beta, or a
+# positional embedding added to what a weight op computed are weights; an attention mask is not.
+_ELEMENTWISE = frozenset(("Add", "Sub", "Mul", "Div"))
+# Ops whose inputs are never trained parameters: comparisons, clamps, selections, shapes, indices.
+_CONSTANT_CONSUMERS = frozenset((
+    "Max", "Min", "Clip", "Where", "Pow", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
+    "And", "Or", "Xor", "Not", "Mod", "BitShift", "Sign", "IsNaN", "IsInf", "Expand", "Range", "Pad",
+    "Tile", "Resize", "Upsample", "ConstantOfShape", "TopK", "Trilu", "CumSum", "OneHot", "Shape", "Size",
+    "NonZero", "Gather", "GatherElements", "GatherND", "Scatter", "ScatterElements", "ScatterND",
+    "ArgMax", "ArgMin", "ReduceMax", "ReduceMin", "ReduceMean", "ReduceSum", "ReduceProd", "ReduceL1",
+    "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "Dropout", "NonMaxSuppression",
+    "QuantizeLinear", "DynamicQuantizeLinear",
+))
 
 
 class OnnxSource(Source):
@@ -66,22 +114,253 @@ class OnnxSource(Source):
         if not graph.node and not graph.initializer:
             yield Problem("unreadable", shown, "not a valid ONNX model: the graph is empty")
             return
+        flow = _Dataflow(graph)
+        usages = [flow.usage(tensor) for tensor in flow.tensors]
+        # A Constant node's value is read only when the graph uses it as a weight: the others are
+        # the graph's own shapes, indices and scalars, not worth a record each.
+        kept = [(tensor, usage) for tensor, usage in zip(flow.tensors, usages)
+                if not tensor.constant_node or usage["metadata"]["graph_role"] == "weight"]
         self.graph_info = {
             "ir_version": int(model.ir_version),
             "opsets": {entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import},
             "producer": " ".join(part for part in (model.producer_name, model.producer_version) if part) or None,
             "graph": graph.name or None,
-            "initializers": len(graph.initializer),
+            "initializers": sum(not tensor.constant_node for tensor in flow.tensors),
+            "constant_weights": sum(tensor.constant_node for tensor, _ in kept),
+            "subgraphs": flow.subgraphs,
         }
-        if len(graph.sparse_initializer):
-            self.notes.append(f"{shown}: {len(graph.sparse_initializer)} sparse initializers not scanned")
-        usage = _usage(graph)
+        if flow.sparse:
+            self.notes.append(f"{shown}: {flow.sparse} sparse initializers not scanned")
+        if flow.too_deep:
+            self.notes.append(f"{shown}: {flow.too_deep} subgraphs nested more than {MAX_SUBGRAPH_DEPTH} "
+                              "levels deep not read")
         folder = os.path.dirname(os.path.abspath(self._real_path))
-        for initializer in graph.initializer:
-            yield _item(initializer, shown, folder, usage.get(initializer.name, {}), self.files)
+        for name, (tensor, usage) in zip(_unique_names([tensor for tensor, _ in kept]), kept):
+            yield _item(tensor.proto, name, shown, folder, usage, self.files)
 
 
-def _item(initializer: Any, shown: str, folder: str, usage: dict[str, Any], files: list[str]) -> Item:
+@dataclass
+class _Node:
+    op: str
+    inputs: list[int | None]  # value keys; None for an omitted optional input
+    outputs: list[int]
+    proto: Any = None  # the NodeProto; None for the link from an If branch's output to the If's
+
+
+@dataclass
+class _Tensor:
+    """An initializer, or the value of a Constant node, and where it sits in the graph."""
+
+    proto: Any  # a TensorProto
+    name: str
+    key: int
+    path: str  # the control-flow nodes and attributes above it; "" in the main graph
+    constant_node: bool
+
+
+class _Dataflow:
+    """Every value of the model, subgraphs included: the tensors, the nodes and who reads what.
+
+    Names resolve through scopes as ONNX defines them: a subgraph sees the values of the graphs
+    around it, and sibling branches may define the same name.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        self.tensors: list[_Tensor] = []
+        self.nodes: list[_Node] = []
+        self.uses: dict[int, list[tuple[_Node, int]]] = defaultdict(list)
+        self.subgraphs = self.too_deep = self.sparse = 0
+        self._keys = 0
+        self._walk(graph, {}, "", 0)
+        self.constant, self.weight_fed = self._propagate()
+
+    def _key(self) -> int:
+        self._keys += 1
+        return self._keys
+
+    def _walk(self, graph: Any, outer: dict[str, int], path: str, depth: int) -> dict[str, int]:
+        from onnx import AttributeProto
+
+        scope = dict(outer)
+        for value in graph.input:
+            scope[value.name] = self._key()
+        for initializer in graph.initializer:  # after the inputs: IR < 4 lists initializers as inputs too
+            scope[initializer.name] = self._key()
+            self.tensors.append(_Tensor(initializer, initializer.name, scope[initializer.name], path, False))
+        self.sparse += len(graph.sparse_initializer)
+        made = []
+        for node in graph.node:  # every output first: a graph need not be sorted
+            outputs = [self._key() for _ in node.output]
+            scope.update((name, key) for name, key in zip(node.output, outputs) if name)
+            made.append(outputs)
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                value = next((attribute.t for attribute in node.attribute
+                              if attribute.name == "value" and attribute.type == AttributeProto.TENSOR), None)
+                if value is not None:
+                    self.tensors.append(_Tensor(value, value.name or node.output[0], outputs[0], path, True))
+        for index, (node, outputs) in enumerate(zip(graph.node, made)):
+            inputs = [(scope.get(name) or scope.setdefault(name, self._key())) if name else None for name in node.input]
+            current = _Node(node.op_type, inputs, outputs, node)
+            self.nodes.append(current)
+            for position, key in enumerate(inputs):
+                if key is not None:
+                    self.uses[key].append((current, position))
+            branches = []
+            for attribute in node.attribute:
+                for subgraph in ([attribute.g] if attribute.type == AttributeProto.GRAPH else attribute.graphs):
+                    if depth >= MAX_SUBGRAPH_DEPTH:
+                        self.too_deep += 1
+                        continue
+                    self.subgraphs += 1
+                    where = f"{node.name or f'{node.op_type}_{index}'}.{attribute.name}"
+                    inner = self._walk(subgraph, scope, f"{path}/{where}" if path else where, depth + 1)
+                    branches.append([inner.get(value.name) for value in subgraph.output])
+            if node.op_type == "If":  # each output is one of the branches' outputs
+                for position, key in enumerate(outputs):
+                    self._link([branch[position] for branch in branches if position < len(branch)], key)
+        return scope
+
+    def _link(self, sources: list[int | None], target: int) -> None:
+        link = _Node("If", sources, [target])
+        self.nodes.append(link)
+        for position, key in enumerate(sources):
+            if key is not None:
+                self.uses[key].append((link, position))
+
+    def _propagate(self) -> tuple[set[int], set[int]]:
+        """Values computed from tensors alone, and values downstream of a weight op (through ops
+        that hand values on), to a fixed point (one pass, two when the graph is unsorted)."""
+        constant = {tensor.key for tensor in self.tensors}
+        weight_fed: set[int] = set()
+        changed = True
+        while changed:
+            changed = False
+            for node in self.nodes:
+                present = [key for key in node.inputs if key is not None]
+                if node.op == "Constant" or (present and not _has_subgraph(node)
+                                             and all(key in constant for key in present)):
+                    changed |= _add(constant, node.outputs)
+                weights = _WEIGHT_INPUTS.get(node.op, _EMBEDDING if node.op == "Gather" else frozenset())
+                if any(key in constant if position in weights else key in weight_fed and _hands_on(node, position)
+                       for position, key in enumerate(node.inputs)):
+                    changed |= _add(weight_fed, node.outputs)
+        return constant, weight_fed
+
+    def usage(self, tensor: _Tensor) -> dict[str, Any]:
+        """The tensor's graph role, the ops that finally consume it, and its layout.
+
+        Values are followed through the ops that hand them on and through computations on
+        constants alone (a weight-normalized kernel), to the ops that use them. One weight use
+        makes a weight. A tensor that nothing reads is a constant (an exporter's leftover), unless
+        the graph has no nodes at all: a file of weights alone.
+        """
+        from onnx import TensorProto
+
+        shape = tuple(int(d) for d in tensor.proto.dims)
+        floating = TensorProto.DataType.Name(tensor.proto.data_type) in _FLOAT_TYPES
+        roles: set[str] = set()
+        consumers: list[str] = []
+        layout = None
+        queue = deque([(tensor.key, False)])
+        seen = {tensor.key}
+        while queue:
+            key, flipped = queue.popleft()
+            for node, position in self.uses[key]:
+                role = self._role(node, position, shape, floating)
+                if role is None:
+                    turned = _turned(node, flipped)
+                    for output in node.outputs:
+                        if output not in seen:
+                            seen.add(output)
+                            queue.append((output, turned))
+                    continue
+                roles.add(role)
+                if node.op not in consumers:
+                    consumers.append(node.op)
+                if role == "weight" and layout is None and flipped is not None:
+                    layout = _flipped_layout(_layout(node.op, position, _attributes(node.proto)), flipped)
+        unread = "constant" if self.nodes else "weight"
+        role = next((name for name in ("weight", "state", "constant") if name in roles), unread)
+        direct = list(dict.fromkeys(node.op for node, _ in self.uses[tensor.key]))
+        metadata: dict[str, Any] = {"onnx_ops": direct, "consumers": consumers, "graph_role": role}
+        if consumers:
+            metadata["module_type"] = consumers[0]
+        if role != "weight":
+            metadata["buffer"] = True
+        return {"metadata": metadata, "layout": layout}
+
+    def _role(self, node: _Node, position: int, shape: tuple[int, ...], floating: bool) -> str | None:
+        """How ``node`` uses the value at ``position``; None when it hands the value on."""
+        if node.op == "DequantizeLinear" and position and node.inputs[0] not in self.constant:
+            return "constant"  # the scale or zero point of an activation
+        if _hands_on(node, position):
+            return None
+        embedding = node.op == "Gather" and position in _EMBEDDING and len(shape) >= 2
+        if embedding or position in _WEIGHT_INPUTS.get(node.op, ()):
+            return "weight"
+        if position in _STATE_INPUTS.get(node.op, ()):
+            return "state"
+        if node.op in _PASSTHROUGH or not floating or math.prod(shape) <= 1:
+            return "constant"  # a shape, axes, an index, a scalar
+        others = [key for index, key in enumerate(node.inputs) if index != position and key is not None]
+        if all(key in self.constant for key in others) and not _has_subgraph(node):
+            return None  # computed from constants alone: decided where the result goes
+        if node.op in _ELEMENTWISE:
+            per_channel = sum(size > 1 for size in shape) <= 1
+            return "weight" if per_channel or any(key in self.weight_fed for key in others) else "constant"
+        return "constant" if node.op in _CONSTANT_CONSUMERS else "weight"
+
+
+def _add(into: set[int], keys: list[int]) -> bool:
+    """Add ``keys``; whether that changed anything."""
+    size = len(into)
+    into.update(keys)
+    return len(into) != size
+
+
+def _hands_on(node: _Node, position: int) -> bool:
+    return node.proto is None or node.op == "Concat" or position in _PASSTHROUGH.get(node.op, ())
+
+
+def _has_subgraph(node: _Node) -> bool:
+    return node.proto is not None and any(attribute.HasField("g") or attribute.graphs
+                                          for attribute in node.proto.attribute)
+
+
+def _attributes(proto: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {attribute.name: helper.get_attribute_value(attribute) for attribute in proto.attribute}
+
+
+def _turned(node: _Node, flipped: bool | None) -> bool | None:
+    """Whether a matrix handed on through ``node`` is transposed (None: no longer known)."""
+    if node.op != "Transpose" or flipped is None:
+        return flipped
+    perm = _attributes(node.proto).get("perm")
+    return not flipped if not perm or list(perm) == [1, 0] else None
+
+
+def _flipped_layout(layout: str | None, flipped: bool) -> str | None:
+    if layout is None or not flipped:
+        return layout
+    return "in_out" if layout == "out_in" else "out_in"
+
+
+def _unique_names(tensors: list[_Tensor]) -> list[str]:
+    """Tensor names, prefixed with their subgraph's path where a name repeats (If branches)."""
+    repeated = Counter(tensor.name for tensor in tensors)
+    names = [f"{tensor.path}/{tensor.name}" if repeated[tensor.name] > 1 and tensor.path else tensor.name
+             for tensor in tensors]
+    taken: Counter[str] = Counter()
+    unique = []
+    for name in names:
+        taken[name] += 1
+        unique.append(name if taken[name] == 1 else f"{name}#{taken[name]}")
+    return unique
+
+
+def _item(initializer: Any, name: str, shown: str, folder: str, usage: dict[str, Any], files: list[str]) -> Item:
     from onnx import TensorProto
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
@@ -90,7 +369,7 @@ def _item(initializer: Any, shown: str, folder: str, usage: dict[str, Any], file
     shape = tuple(int(d) for d in initializer.dims)
     if dtype is None:
         return Problem("unsupported-tensor", shown, f"ONNX {type_name} initializers are not checked",
-                       tensor=initializer.name, detail={"onnx_type": type_name, "shape": list(shape)})
+                       tensor=name, detail={"onnx_type": type_name, "shape": list(shape)})
     metadata: dict[str, Any] = {"onnx_type": type_name, **usage.get("metadata", {})}
     if uses_external_data(initializer):
         info = ExternalDataInfo(initializer)
@@ -101,8 +380,8 @@ def _item(initializer: Any, shown: str, folder: str, usage: dict[str, Any], file
         metadata["external_data"] = data_shown
         problem = _external_problem(data_path, info, shape, dtype)
         if problem:
-            return Problem("unreadable", data_shown, problem, tensor=initializer.name)
-    return TensorRecord(name=initializer.name, shape=shape, dtype=dtype, file=shown,
+            return Problem("unreadable", data_shown, problem, tensor=name)
+    return TensorRecord(name=name, shape=shape, dtype=dtype, file=shown,
                         load=lambda initializer=initializer: _read(initializer, folder, dtype),
                         format="onnx", layout=usage.get("layout"), metadata=metadata)
 
@@ -137,31 +416,6 @@ def _read(initializer: Any, folder: str, dtype: dtypes.DType) -> np.ndarray:
         bits = array.view(_BIT_VIEWS[array.dtype.itemsize]).reshape(-1).view(np.uint8)
         return dtypes.decode(bits.copy(), dtype, tuple(array.shape))
     return array if array.flags.owndata else array.copy()
-
-
-def _usage(graph: Any) -> dict[str, dict[str, Any]]:
-    """Initializer name → its layout and the ops that read it, from the graph's nodes."""
-    from onnx import helper
-
-    found: dict[str, dict[str, Any]] = {}
-
-    def mark(name: str, op: str, layout: str | None) -> None:
-        entry = found.setdefault(name, {"metadata": {"onnx_ops": []}})
-        if op not in entry["metadata"]["onnx_ops"]:
-            entry["metadata"]["onnx_ops"].append(op)
-        if layout and "layout" not in entry:
-            entry["layout"] = layout
-
-    for node in graph.node:
-        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
-        inputs = list(node.input)
-        for position, name in enumerate(inputs):
-            if not name:
-                continue
-            mark(name, node.op_type, _layout(node.op_type, position, attributes))
-    for entry in found.values():
-        entry["metadata"]["module_type"] = entry["metadata"]["onnx_ops"][0]
-    return found
 
 
 def _layout(op: str, position: int, attributes: dict[str, Any]) -> str | None:
