@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -211,31 +211,28 @@ class TensorStats:
         """The one decomposition of this matrix (float64, descending), shared by every rule."""
         return singular_values(self.matrix)
 
-    @cached_property
-    def spectral(self) -> dict[str, Any]:
+    def _matrix_group(self, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A weight matrix's group: empty for other tensors, skipped when values are non-finite."""
         if not self.record.is_matrix:
             return {}
         if self.nonfinite_mask is not None:
             return {"skipped": "non-finite values"}
-        return spectral_group(self.singular_values, tuple(self.matrix.shape),
-                              dead_rows=len(self.sparsity["zero_rows"]), dead_columns=len(self.sparsity["zero_columns"]))
+        return compute()
+
+    @cached_property
+    def spectral(self) -> dict[str, Any]:
+        return self._matrix_group(lambda: spectral_group(
+            self.singular_values, tuple(self.matrix.shape),
+            dead_rows=len(self.sparsity["zero_rows"]), dead_columns=len(self.sparsity["zero_columns"])))
 
     @cached_property
     def dispersion(self) -> dict[str, Any]:
         """Row and column energy dispersion against i.i.d. entries (weightlint/dispersion.py)."""
-        if not self.record.is_matrix:
-            return {}
-        if self.nonfinite_mask is not None:
-            return {"skipped": "non-finite values"}
-        return dispersion_group(self.matrix)
+        return self._matrix_group(lambda: dispersion_group(self.matrix))
 
     @cached_property
     def quantization(self) -> dict[str, Any]:
-        if not self.record.is_matrix:
-            return {}
-        if self.nonfinite_mask is not None:
-            return {"skipped": "non-finite values"}
-        return quantization_group(self.matrix, self.norms, flat=self.values.reshape(-1))
+        return self._matrix_group(lambda: quantization_group(self.matrix, self.norms, flat=self.values.reshape(-1)))
 
     @cached_property
     def fingerprint(self) -> str:
