@@ -22,8 +22,10 @@ Computes every singular value of the weight matrix once (float64; a real SVD whe
 spans more than 1e6, since a Gram matrix cannot resolve σmin there). All-zero rows and columns
 (dead units, reported by WL501) are left out: they only add zero singular values.
 
-By default it reports **rank collapse**: the numerical rank of the live part (singular values
-above σmax·max(m, n)·eps(float32)) below half of its full rank. Such a matrix has lost most of its
+By default it reports **rank collapse**: the rank of the live part below half of its full rank,
+counting the singular values above what rounding the stored entries can produce (4·‖W‖F·u, u the
+storage format's unit roundoff: 2^-24 for float32, 2^-8 for bfloat16). That bound does not grow
+with σmax, so one huge weight does not make the rest of the matrix look like rounding noise. Such a matrix has lost most of its
 capacity: a layer planted with its best rank-6 approximation (of 384) is reported, while no
 healthy model of the calibration corpus comes near (the lowest ratio there is 0.86, CRAFT's
 first VGG block, where BatchNorm switched off a few filters).
@@ -63,7 +65,7 @@ weight = rng.standard_normal((64, 4)) @ rng.standard_normal((4, 64))
 tensors = {"layer.weight": weight.astype(np.float32)}
 """,
     example_output="""
-WL101 warning layer.weight: rank collapse: numerical rank 4 of 64 (6.2% < 50%); the layer maps its inputs onto a few directions: restore it from an earlier checkpoint or retrain it
+WL101 warning layer.weight: rank collapse: rank 4 of 64 above rounding noise (6.2% < 50%); the layer maps its inputs onto a few directions: restore it from an earlier checkpoint or retrain it
 """,
     references=("https://en.wikipedia.org/wiki/Condition_number",
                 "https://en.wikipedia.org/wiki/Rank_(linear_algebra)#Numerical_rank",
@@ -109,11 +111,11 @@ def _condition_finding(tensor, spectral, options):
 def _rank_finding(tensor, spectral, options):
     bound = options.get("warning_if_rank_below")
     live = spectral.get("live_rank", spectral["total_rank"])
-    rank = min(spectral["numerical_rank"], live)
+    rank = min(spectral["rank_above_noise"], live)
     if bound is None or rank >= bound * live:
         return None
     return RULE.finding(
-        f"rank collapse: numerical rank {rank} of {live} ({100 * rank / live:.1f}% < {100 * bound:g}%); "
+        f"rank collapse: rank {rank} of {live} above rounding noise ({100 * rank / live:.1f}% < {100 * bound:g}%); "
         "the layer maps its inputs onto a few directions: restore it from an earlier checkpoint or retrain it",
         tensor=tensor, severity=Severity.WARNING, value=rank / live, threshold=bound,
-        numerical_rank=rank, live_rank=live)
+        rank_above_noise=rank, live_rank=live)

@@ -343,7 +343,7 @@ def test_json_document(capsys, defects):
     code, document = run_json(capsys, defects, *ENGINE)
     assert code == 1
     assert {"schema", "weightlint", "model", "summary", "rules", "notes", "findings", "tensors"} <= set(document)
-    assert document["schema"] == 1
+    assert document["schema"] == 2
     assert document["weightlint"] == __version__
     model = document["model"]
     assert model["paths"] == [str(defects)]

@@ -17,9 +17,12 @@ def test_case_1_fp16_overflow(capsys):
 
 
 def test_case_2_quantization_plan(capsys):
-    plan = cases.case_2_quantization_plan()
-    assert plan["fp16"] == ["model.layers.2.self_attn.q_proj.weight"]
+    plan, report = cases.case_2_quantization_plan()
     assert sum(len(layers) for layers in plan.values()) == 12
+    assert "model.layers.2.self_attn.q_proj.weight" in plan["int8-per-channel"] and plan["fp16"] == []
+    assert [(f.code, str(f.severity), f.tensor) for f in report.findings] == [
+        ("WL201", "warning", "model.layers.2.self_attn.q_proj.weight")]
+    assert "second population" in report.findings[0].message
 
 
 def test_case_3_exploding_layer(capsys):

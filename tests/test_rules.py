@@ -152,8 +152,28 @@ class TestIllConditioned:
         found = only(report, "WL101", "m.weight")
         assert found.severity is WARNING
         assert found.value == pytest.approx(rank / 64) and found.threshold == 0.5
-        assert found.extra["numerical_rank"] == rank and found.extra["live_rank"] == 64
-        assert f"rank collapse: numerical rank {rank} of 64" in found.message
+        assert found.extra["rank_above_noise"] == rank and found.extra["live_rank"] == 64
+        assert f"rank collapse: rank {rank} of 64 above rounding noise" in found.message
+
+    def test_one_huge_weight_is_not_a_rank_collapse(self):
+        """σmax·max(m, n)·eps would call every other direction noise; rounding cannot produce them."""
+        w = gt.gaussian((96, 96), std=0.02, seed=8)
+        w[3, 5] = 70_000.0
+        report = lint({"m.weight": gt.tensor(w)}, "WL101")
+        assert findings(report) == []
+        spectral = report.tensors["m.weight"]["spectral"]
+        # A square Gaussian's smallest singular values approach 0: a few fall under the spike's noise.
+        assert spectral["numerical_rank"] == 1 and spectral["rank_above_noise"] >= 0.9 * 96
+
+    @pytest.mark.parametrize("dtype, unit_roundoff", [(torch.float32, 2.0**-24), (torch.bfloat16, 2.0**-8)])
+    def test_the_noise_floor_follows_the_stored_precision(self, dtype, unit_roundoff):
+        s = np.concatenate([np.ones(8), np.full(56, 1e-4)])  # 8 directions and a floor at 1e-4
+        w = gt.tensor(gt.with_singular_values(64, 128, s, seed=9), dtype)
+        spectral = lint({"m.weight": w}, "WL101").tensors["m.weight"]["spectral"]
+        stored = gt.singular_values(gt.stored(w))
+        expected = int(np.sum(stored > 4 * np.sqrt(np.sum(stored**2)) * unit_roundoff))
+        assert spectral["rank_above_noise"] == expected
+        assert expected == (64 if dtype == torch.float32 else 8)  # 1e-4 is signal in float32, noise in bf16
 
     def test_dead_rows_are_not_a_rank_collapse(self):
         w = gt.gaussian((64, 128), seed=7)

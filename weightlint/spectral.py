@@ -58,6 +58,20 @@ def numerical_rank(values: np.ndarray, shape: tuple[int, int], eps: float = FLOA
     return int(np.sum(values > values[0] * max(shape) * eps))
 
 
+def rank_above_noise(values: np.ndarray, unit_roundoff: float) -> int:
+    """Singular values above what rounding the stored entries can produce.
+
+    Rounding each entry to the storage precision adds an error matrix E with ‖E‖₂ ≤ ‖E‖F ≤
+    ‖W‖F·u (u the unit roundoff: 2^-24 for float32, 2^-8 for bfloat16): every singular value above
+    4·‖W‖F·u is signal. Unlike :func:`numerical_rank`, whose bound scales with σmax, one huge
+    weight does not hide the rest of the spectrum.
+    """
+    if len(values) == 0 or values[0] == 0:
+        return 0
+    frobenius = float(np.sqrt(np.sum(np.asarray(values, dtype=np.float64) ** 2)))
+    return int(np.sum(values > 4 * frobenius * unit_roundoff))
+
+
 def effective_rank(values: np.ndarray) -> float:
     """Roy & Vetterli (2007): exp of the entropy of the normalized singular values."""
     total = values.sum()
@@ -148,7 +162,7 @@ def marchenko_pastur_spikes(eigenvalues: np.ndarray, shape: tuple[int, int]) -> 
 
 
 def spectral_group(values: np.ndarray, shape: tuple[int, int], dead_rows: int = 0,
-                   dead_columns: int = 0) -> dict[str, Any]:
+                   dead_columns: int = 0, unit_roundoff: float = FLOAT32_EPS / 2) -> dict[str, Any]:
     """The ``spectral`` statistics of a matrix of ``shape`` (outputs, inputs) from its singular values.
 
     All-zero rows and columns (dead units, WL501's finding) only add zero singular values: the
@@ -165,7 +179,7 @@ def spectral_group(values: np.ndarray, shape: tuple[int, int], dead_rows: int = 
         group["live_rank"] = live_rank
     if sv_max == 0:
         group.update(condition_number=None, stable_rank=0.0, stable_rank_ratio=0.0, effective_rank=0.0,
-                     numerical_rank=0)
+                     numerical_rank=0, rank_above_noise=0)
         return group
     exact_zero = sv_min <= sv_max * max(live_shape) * FLOAT64_EPS
     stable = float(np.sum(sv**2) / sv_max**2)
@@ -175,6 +189,7 @@ def spectral_group(values: np.ndarray, shape: tuple[int, int], dead_rows: int = 
         stable_rank_ratio=stable / total_rank,
         effective_rank=effective_rank(sv),
         numerical_rank=numerical_rank(sv, shape),
+        rank_above_noise=rank_above_noise(sv, unit_roundoff),
     )
     if total_rank >= MIN_EIGENVALUES_FOR_FIT:
         eigenvalues = sv**2

@@ -20,6 +20,12 @@ from weightlint.quantization import quantization_group
 from weightlint.record import TensorRecord
 from weightlint.spectral import singular_values, spectral_group
 
+def unit_roundoff(dtype: Any) -> float:
+    """Half the spacing of the stored format's numbers near 1: what rounding to it costs, relative."""
+    mantissa_bits = {"float64": 52, "float32": 23, "float16": 10, "bfloat16": 7}.get(getattr(dtype, "name", ""), 2)
+    return 2.0 ** -(mantissa_bits + 1)
+
+
 GROUPS = ("finite", "norms", "sparsity", "precision", "spectral", "dispersion", "quantization")
 # fp16's largest finite value is 65504; round-to-nearest sends |w| < 65520 (halfway to the next
 # step) to 65504 and |w| >= 65520 to Inf.
@@ -223,7 +229,8 @@ class TensorStats:
     def spectral(self) -> dict[str, Any]:
         return self._matrix_group(lambda: spectral_group(
             self.singular_values, tuple(self.matrix.shape),
-            dead_rows=len(self.sparsity["zero_rows"]), dead_columns=len(self.sparsity["zero_columns"])))
+            dead_rows=len(self.sparsity["zero_rows"]), dead_columns=len(self.sparsity["zero_columns"]),
+            unit_roundoff=unit_roundoff(self.record.dtype)))
 
     @cached_property
     def dispersion(self) -> dict[str, Any]:
