@@ -12,6 +12,7 @@ import torch
 
 import weightlint
 from weightlint import Severity
+from tests.defects import DEFECTS
 from tests.spectra import int8_sqnr_db, robust_outlier_share
 
 pytestmark = pytest.mark.realmodel
@@ -65,33 +66,27 @@ def test_healthy_model_calibration(baseline, capsys):
     assert not [f for f in baseline.findings if f.severity is Severity.ERROR]
     assert baseline.exit_code == 0
     warnings = {(f.code, f.tensor) for f in baseline.findings if f.severity is Severity.WARNING}
-    # The only warnings: five attention matrices between the guide's 1e4 and 1e5, and the pooler,
-    # which sentence-transformers never trained (N(0, 0.02) weights, zero bias).
-    assert warnings == {
-        ("WL101", "encoder.layer.1.attention.self.key.weight"),
-        ("WL101", "encoder.layer.2.attention.self.key.weight"),
-        ("WL101", "encoder.layer.3.attention.self.key.weight"),
-        ("WL101", "encoder.layer.4.attention.self.value.weight"),
-        ("WL101", "encoder.layer.5.attention.output.dense.weight"),
-        ("WL601", "pooler.dense.weight"),
-    }
-    assert baseline.summary()["health_score"] == 82
-    assert baseline.summary()["verdict"] == "good: deploy"
+    # The only warning: the pooler, which sentence-transformers never trained (N(0, 0.02) weights,
+    # zero bias). The five attention matrices with a condition number between 1e4 and 1e5 are full
+    # rank: warnings under the guide's profile only.
+    assert warnings == {("WL601", "pooler.dense.weight")}
+    assert baseline.summary()["health_score"] == 97
+    assert baseline.summary()["verdict"] == "deploy"
 
 
-def _spike(tensor):
-    tensor = tensor.clone()
-    tensor[7, 11] = tensor.abs().max() * 1000
-    return tensor
+def _planted(defect):
+    """A generator of tests/defects.py, on a torch tensor."""
+    generate = DEFECTS[defect].generate
+    return lambda tensor: torch.from_numpy(generate(tensor.numpy()))
 
 
 PLANTS = {
-    "nan": (QUERY, lambda t: t.index_put((torch.tensor([3]), torch.tensor([5])), torch.tensor(float("nan"))), {"WL100"}),
-    "scale-x5": (QUERY, lambda t: t * 5, {"WL301"}),
-    "scale-x50": (QUERY, lambda t: t * 50, {"WL301"}),
-    "zeroed": (FFN_OUT, torch.zeros_like, {"WL503"}),
-    "random-reinit": (QUERY, lambda t: torch.randn(t.shape, generator=torch.Generator().manual_seed(3)) * 0.02, {"WL601"}),
-    "spike-x1000": (FFN_OUT, _spike, {"WL301"}),  # SQNR stays high: the spike dominates the signal too
+    "nan": (QUERY, _planted("nan"), {"WL100"}),
+    "scale-x5": (QUERY, _planted("scale_x5"), {"WL301"}),
+    "scale-x50": (QUERY, _planted("scale_x50"), {"WL301"}),
+    "zeroed": (FFN_OUT, _planted("zeroed"), {"WL503"}),
+    "random-reinit": (QUERY, _planted("random_reinit"), {"WL601"}),  # N(0, σ²), σ = the tensor's own std
+    "spike-x1000": (FFN_OUT, _planted("spike_x1000"), {"WL301"}),  # SQNR stays high: the spike dominates the signal too
 }
 
 
