@@ -50,9 +50,10 @@ def case_1_fp16_overflow_before_mixed_precision() -> weightlint.Report:
 def case_2_quantization_plan() -> tuple[dict[str, list[str]], weightlint.Report]:
     """Before int8 deployment: which precision each layer takes, and what looks wrong.
 
-    12 of q_proj's 96 input dimensions are 300× larger. One int8 scale per output row still keeps
-    40 dB, so the plan is int8 per channel everywhere; but 12% of a dense matrix that far out is a
-    second population of values, which WL201 reports."""
+    12 of q_proj's 96 input dimensions are 300× larger (outlier features, as trained transformers
+    grow them). One int8 scale per output row still keeps 40 dB, so the plan is int8 per channel
+    everywhere, and nothing is reported: the outliers follow whole input features, the structure
+    training creates, not the scattered values of a corrupted tensor."""
     state = small_model()
     outlier_features = list(range(0, 96, 8))
     state["model.layers.2.self_attn.q_proj.weight"][:, outlier_features] *= 300

@@ -8,16 +8,18 @@ RULE = Rule(
     name="extreme-outliers",
     severity=Severity.ERROR,
     summary="Too many weights lie beyond 3σ of the bulk: int8 quantization will lose the bulk's precision.",
-    statistics=("quantization",),
+    statistics=("quantization", "dispersion"),
     scope="matrix",
     applies_to="weight matrices with at least `min_size` values, not already stored quantized (GGUF Q4_1, Q8_0 …)",
-    thresholds={"error": 10.0, "warning": 1.0, "only_if_sqnr_below": 30.0, "dense_warning": 10.0, "min_size": 4096},
+    thresholds={"error": 10.0, "warning": 1.0, "only_if_sqnr_below": 30.0, "dense_warning": 10.0,
+                "dense_max_dispersion": 1.5, "min_size": 4096},
     profiles={"guide": {"only_if_sqnr_below": None, "dense_warning": None}},
     options_doc="`error`, `warning`: outlier shares (%) for each severity (the guide's 10% and 1%). "
                 "`only_if_sqnr_below`: a finding also needs the per-channel int8 SQNR (dB) below this, i.e. "
                 "outliers that no int8 scheme absorbs; `null` (as under `profile: guide`) judges the share "
                 "alone. `dense_warning`: for dense matrices (Linear, Embedding, RNN; not conv kernels) a warning "
-                "above this share (%) whatever the SQNR: a second population of values. "
+                "above this share (%) whatever the SQNR, when the values are scattered at random: rows and columns "
+                "as even as i.i.d. entries give (dispersion below `dense_max_dispersion`). "
                 "`min_size`: smaller tensors are skipped.",
     what_it_does="""
 Measures `extreme_outlier_percentage`: the share of values farther than 3σ from the centre, where
@@ -41,12 +43,17 @@ channel. No robust scale separates them from corruption: a share of 15% means no
 until the SQNR says so.
 
 Dense matrices are different. The weights of trained Linear, Embedding and RNN layers have a
-Gaussian-like bulk with a modest excess tail: on the corpus at most 6.3% of a 2-D matrix lies
-beyond a robust 3σ (SmolLM2's first `attn_k`), typically 0.3–3%. Above `dense_warning` (10%) a
-dense matrix holds a second population of values — a partial overwrite, a bad merge, a wrongly
-scaled shard — and the rule warns even when int8 would cope. Conv kernels (3-D and up, except an
-ONNX RNN's stacked weights) are left to the SQNR test. A tensor corrupted by many extreme values
-also changes its norm, which WL301 compares with its siblings.
+Gaussian-like bulk with a modest excess tail: on the corpus 0.3–3% of a 2-D matrix typically lies
+beyond a robust 3σ, at most 6.3% (SmolLM2's first `attn_k`), except where the tail follows the
+structure: Resemblyzer's first LSTM input matrix has 13.4%, carried by some of its 40 mel-band
+inputs, so its rows and columns are unequal (energy dispersion 1.94 and 1.65, see WL601). Values
+scattered over random positions — a partial overwrite, a bad merge, a wrongly scaled shard — make
+the rows and columns as even as i.i.d. entries (dispersion ≈ 1.0 for 15% planted outliers). So a
+dense matrix with more than `dense_warning` (10%) beyond 3σ *and* both dispersions below
+`dense_max_dispersion` (1.5) holds a second population of values: a warning even when int8 would
+cope. Conv kernels (3-D and up, except an ONNX RNN's stacked weights) are left to the SQNR test. A
+tensor corrupted by many extreme values also changes its norm, which WL301 compares with its
+siblings.
 """,
     why_bad="""
 Symmetric absmax int8 spends its 255 levels on the range set by the largest values. When many
@@ -94,13 +101,13 @@ def weightlint_check_tensor(tensor, stats, context):
     per_channel = quantization["sqnr_db_per_channel"]
     gate = options.get("only_if_sqnr_below")
     if gate is not None and (per_channel is None or per_channel >= gate):
-        dense = options.get("dense_warning")
-        if dense is None or share <= dense or (tensor.ndim >= 3 and not tensor.is_rnn_weight):
+        if not _second_population(tensor, share, stats.dispersion, options):
             return None
+        dense = options["dense_warning"]
         return RULE.finding(
             f"{number(share)}% of values lie beyond 3σ (σ = {number(quantization['outlier_scale'])}, "
-            f"{quantization['outlier_scale_method']}) > {number(dense)}%: a second population of values in a dense "
-            f"matrix (trained ones stay below ~6%); int8 per channel still reaches {number(per_channel)} dB. "
+            f"{quantization['outlier_scale_method']}) > {number(dense)}%, scattered over rows and columns alike: a "
+            f"second population of values in a dense matrix; int8 per channel still reaches {number(per_channel)} dB. "
             "Compare it with an earlier checkpoint or the original export",
             tensor=tensor, severity=Severity.WARNING, value=share, threshold=dense,
             recommended=quantization["recommended"])
@@ -110,3 +117,12 @@ def weightlint_check_tensor(tensor, stats, context):
                f"keep it in {quantization['recommended']}")
     return RULE.finding(message, tensor=tensor, severity=severity, value=share, threshold=threshold,
                         recommended=quantization["recommended"])
+
+
+def _second_population(tensor, share, dispersion, options) -> bool:
+    """Many extreme values in a dense matrix, scattered as i.i.d. corruption is (not along features)."""
+    dense, even = options.get("dense_warning"), options.get("dense_max_dispersion")
+    if dense is None or share <= dense or (tensor.ndim >= 3 and not tensor.is_rnn_weight):
+        return False
+    rows, columns = dispersion.get("row_dispersion"), dispersion.get("column_dispersion")
+    return even is None or (rows is not None and columns is not None and max(rows, columns) < even)

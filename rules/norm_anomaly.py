@@ -16,16 +16,19 @@ RULE = Rule(
     summary="A layer's weight norm is far above (exploding) or below (vanishing) its siblings at other depths.",
     scope="matrix",
     applies_to="weight matrices that have at least `min_siblings` − 1 siblings of the same role",
-    thresholds={"z": 3.5, "ratio": 3.0, "min_siblings": 4, "min_scale": 0.05},
+    thresholds={"z": 3.5, "ratio": 3.0, "min_siblings": 4, "min_mixed_siblings": 6, "min_scale": 0.05},
     options_doc="`z`: robust z-score above which a norm is anomalous. `ratio`: it must also differ from the "
                 "depth trend of its siblings by this factor (either way). `min_siblings`: smallest group judged. "
+                "`min_mixed_siblings`: the same for a group of conv kernels of different widths, whose "
+                "√fan-in scaling is only an approximation. "
                 "`min_scale`: floor of the robust spread of log-norms (5%), so that near-identical siblings do "
                 "not turn tiny differences into large z-scores.",
     what_it_does="""
 Groups the weight matrices of one checkpoint by role: the name with its numbers replaced
 (`layers.*.mlp.down_proj.weight`, `basenet.slice*.*.weight`), the same number of dimensions and,
 for 2-D matrices, the same shape; for conv kernels the same spatial kernel size, since a CNN's
-stages differ in width. Each member's scale is log(RMS·√fan-in), the RMS that He/Xavier
+stages differ in width (such a group of different widths needs `min_mixed_siblings`, 6, members:
+CREPE-tiny's five 64-tap convs, 16 to 256 channels wide, vary 3× in that scale on their own). Each member's scale is log(RMS·√fan-in), the RMS that He/Xavier
 initialization would give every width alike.
 
 Scales drift with depth in healthy models (SmolLM2's value projections grow 6× from the first
@@ -117,7 +120,8 @@ def weightlint_check_model(model, context):
     options = context.options(RULE) or RULE.thresholds
     findings = []
     for (_, role, _, _), members in _groups(model).items():
-        if len(members) < options["min_siblings"]:
+        mixed = len({record.shape for record, _, _ in members}) > 1
+        if len(members) < options["min_mixed_siblings" if mixed else "min_siblings"]:
             continue
         members.sort(key=lambda member: member[1])
         if _is_stem(members):

@@ -20,9 +20,9 @@ def test_case_2_quantization_plan(capsys):
     plan, report = cases.case_2_quantization_plan()
     assert sum(len(layers) for layers in plan.values()) == 12
     assert "model.layers.2.self_attn.q_proj.weight" in plan["int8-per-channel"] and plan["fp16"] == []
-    assert [(f.code, str(f.severity), f.tensor) for f in report.findings] == [
-        ("WL201", "warning", "model.layers.2.self_attn.q_proj.weight")]
-    assert "second population" in report.findings[0].message
+    assert report.findings == []
+    q_proj = report.tensors["model.layers.2.self_attn.q_proj.weight"]
+    assert q_proj["quantization"]["extreme_outlier_percentage"] > 10 and q_proj["dispersion"]["column_dispersion"] > 1.5
 
 
 def test_case_3_exploding_layer(capsys):
