@@ -867,3 +867,14 @@ def test_tied_copies_are_not_read_again(tmp_path, monkeypatch):
     save_file({"a.weight": e, "b.weight": e.clone()}, str(tmp_path / "copies.safetensors"))
     assert len(findings(weightlint.check(tmp_path / "copies.safetensors", select=["WL502"]))) == 2
     assert [(x.name, y.name) for x, y in calls] == [("a.weight", "b.weight")]
+
+
+def test_a_weight_at_float32s_limit_is_judged_without_a_crash(capsys):
+    """FLT_MAX overflowed the float32 Gram matrix and the SQNR's noise (\"math domain error\")."""
+    w = gt.gaussian((64, 128), std=0.02, seed=60).astype(np.float32)
+    w[3, 4] = np.finfo(np.float32).max
+    report = weightlint.check({"a.weight": w, "b.weight": gt.gaussian((8, 8), seed=61).astype(np.float32)})
+    assert ("WL102", "a.weight") in {(f.code, f.tensor) for f in report.findings}
+    quantization = report.tensors["a.weight"]["quantization"]
+    assert math.isfinite(quantization["sqnr_db"]) and math.isfinite(quantization["kurtosis"])
+    assert "b.weight" in report.tensors and "Warning" not in capsys.readouterr().err

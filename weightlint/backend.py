@@ -193,36 +193,46 @@ class NumpyBackend:
     def rounding_noise(matrix: np.ndarray, scale: Any) -> float:
         """Σ(s·round(w/s) − w)²: the error of symmetric int quantization with scale(s) ``scale``
         (a number, or one per row as a (rows, 1) array). |w/s| ≤ 127 by construction, so no clamp
-        is needed. Blocked, through one small buffer."""
+        is needed. Computed as Σ s²·(round(x) − x)² with x = w/s: |round(x) − x| ≤ ½, so nothing
+        overflows even for weights at float32's limit. Blocked, through two small buffers."""
         per_row = isinstance(scale, np.ndarray)
         if not per_row:
             scale = matrix.dtype.type(scale)
         total = 0.0
-        buffer = np.empty(BLOCK_VALUES, dtype=matrix.dtype)
+        ratio_buffer = np.empty(BLOCK_VALUES, dtype=matrix.dtype)
+        rounded_buffer = np.empty(BLOCK_VALUES, dtype=matrix.dtype)
         for block, rows in _blocks(matrix):
-            error = buffer[:block.size].reshape(block.shape)
+            ratio = ratio_buffer[:block.size].reshape(block.shape)
+            rounded = rounded_buffer[:block.size].reshape(block.shape)
             block_scale = scale[rows] if per_row else scale
-            np.divide(block, block_scale, out=error)
-            np.rint(error, out=error)  # round half to even, as torch.round
-            np.multiply(error, block_scale, out=error)
-            np.subtract(error, block, out=error)
-            np.multiply(error, error, out=error)
-            total += float(np.sum(error))
+            np.divide(block, block_scale, out=ratio)
+            np.rint(ratio, out=rounded)  # round half to even, as torch.round
+            np.subtract(rounded, ratio, out=rounded)
+            np.multiply(rounded, rounded, out=rounded)
+            if per_row:
+                squares = np.square(np.asarray(block_scale, dtype=np.float64).reshape(-1))
+                total += float(squares @ rounded.reshape(rounded.shape[0], -1).sum(axis=1, dtype=np.float64))
+            else:
+                total += float(scale) ** 2 * float(np.sum(rounded, dtype=np.float64))
         return total
 
     @staticmethod
-    def central_moments(flat: np.ndarray, mean: float) -> tuple[float, float]:
-        """(E[(x−μ)²], E[(x−μ)⁴]), blocked."""
+    def central_moments(flat: np.ndarray, mean: float, dtype: Any = None) -> tuple[float, float]:
+        """(E[(x−μ)²], E[(x−μ)⁴]), blocked; in float64 when the tensor's powers overflow its dtype."""
+        dtype = dtype or flat.dtype
         second = fourth = 0.0
-        center = flat.dtype.type(mean)
-        buffer = np.empty(BLOCK_VALUES, dtype=flat.dtype)
-        for block, _ in _blocks(flat):
-            squared = buffer[:block.size].reshape(block.shape)
-            np.subtract(block, center, out=squared)
-            np.multiply(squared, squared, out=squared)
-            second += float(np.sum(squared))
-            np.multiply(squared, squared, out=squared)
-            fourth += float(np.sum(squared))
+        center = np.dtype(dtype).type(mean)
+        buffer = np.empty(BLOCK_VALUES, dtype=dtype)
+        with np.errstate(over="ignore"):
+            for block, _ in _blocks(flat):
+                squared = buffer[:block.size].reshape(block.shape)
+                np.subtract(block, center, out=squared)
+                np.multiply(squared, squared, out=squared)
+                second += float(np.sum(squared))
+                np.multiply(squared, squared, out=squared)
+                fourth += float(np.sum(squared))
+        if not math.isfinite(fourth) and np.dtype(dtype) != np.float64:
+            return NumpyBackend.central_moments(flat, mean, np.float64)
         return second / flat.size, fourth / flat.size
 
     # -- linear algebra -----------------------------------------------------------------------
@@ -375,9 +385,12 @@ class TorchBackend:
     def rounding_noise(matrix: Any, scale: Any) -> float:
         import torch
 
-        error = torch.div(matrix, scale)
-        error.round_().mul_(scale).sub_(matrix)
-        return float(torch.sum(error.mul_(error)))
+        ratio = torch.div(matrix, scale)
+        error = torch.round(ratio).sub_(ratio)  # |error| ≤ ½: no overflow at float32's limit
+        error.mul_(error)
+        if torch.is_tensor(scale) and scale.numel() > 1:
+            return float((scale.double().reshape(-1) ** 2 * error.reshape(error.shape[0], -1).sum(1).double()).sum())
+        return float(scale) ** 2 * float(error.sum(dtype=torch.float64))
 
     @staticmethod
     def central_moments(flat: Any, mean: float) -> tuple[float, float]:

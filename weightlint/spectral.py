@@ -41,9 +41,13 @@ def singular_values(matrix: Any) -> np.ndarray:
         # to ~1e-5 relative at a condition number of 24 (error grows as its square: ~2e-4 at 100,
         # measured against a float64 SVD). A wider spectrum is redone in float64. Square matrices
         # are usually ill-conditioned (a random n × n one has κ ≈ n): they go to float64 directly.
-        eigenvalues = xp.eigvalsh_descending(xp.float32_gram(tall))
-        if eigenvalues[0] > 0 and eigenvalues[-1] > eigenvalues[0] / GRAM32_CONDITION_LIMIT**2:
-            return np.sqrt(eigenvalues)
+        with np.errstate(over="ignore", invalid="ignore"):
+            gram = xp.float32_gram(tall)
+        # Weights near float32's limit overflow its Gram matrix: such a matrix takes the float64 route.
+        if bool(np.isfinite(float(gram.sum()))):
+            eigenvalues = xp.eigvalsh_descending(gram)
+            if eigenvalues[0] > 0 and eigenvalues[-1] > eigenvalues[0] / GRAM32_CONDITION_LIMIT**2:
+                return np.sqrt(eigenvalues)
     eigenvalues = np.clip(xp.eigvalsh_descending(xp.float64_gram(tall)), 0.0, None)
     values = np.sqrt(eigenvalues)
     if values[0] > 0 and values[-1] < values[0] / GRAM_CONDITION_LIMIT:
