@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import weightlint
 from weightlint import __version__, cli
 from weightlint.reporters.text import human_count
 
@@ -631,3 +632,19 @@ def test_progress_bar_on_a_terminal_only(capsys, defects):
     # Captured stderr is not a terminal: a real run draws no bar.
     assert cli.main([str(defects), *ENGINE]) == 1
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--select", "WL1O1", "--select WL1O1: no rule has this code or name (did you mean 'WL101'?)"),
+    ("--ignore", "non-finit", "--ignore non-finit: no rule has this code or name (did you mean 'non-finite'?)"),
+    ("--extend-select", "WL9999", "--extend-select WL9999: no rule has this code or name"),
+])
+def test_unknown_rule_in_a_selection_is_a_usage_error(capsys, defects, option, value, message):
+    """A typo used to select nothing and pass with "no findings" (issue 12)."""
+    code, _, err = run(capsys, str(defects), option, value)
+    assert code == 4 and message in err
+
+
+def test_unknown_rule_in_the_api_selection_is_a_usage_error(defects):
+    with pytest.raises(weightlint.UsageError, match="did you mean 'WL101'"):
+        weightlint.check(defects, select=["WL1O1"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from weightlint.architecture import annotate_sources
-from weightlint.config import PROFILES, CheckContext, Config
+from weightlint.config import PROFILES, CheckContext, Config, selector_matches
 from weightlint.exitcodes import ExitCode
 from weightlint.finding import Finding, Severity
 from weightlint.plugins import build_plugin_manager, collect_rules
@@ -224,6 +224,25 @@ def _flatten(results: Iterable[Any]) -> list[Finding]:
     return findings
 
 
+def _check_selectors(config: Config, rules: dict[str, Rule]) -> None:
+    """A malformed code or an unknown rule name in a selection is the user's mistake, not an empty
+    selection. A well-formed code or prefix (``WL990``) may name a plugin's rule that this run did
+    not load (or blocked with ``-p no:``), and is accepted."""
+    import difflib
+    import re
+
+    names = [*rules, *(rule.name for rule in rules.values())]
+    for option, selectors in (("select", config.select), ("extend-select", config.extend_select),
+                              ("ignore", config.ignore)):
+        for selector in selectors:
+            well_formed_code = re.fullmatch(r"WL\d{1,3}", selector.strip().upper())
+            if not well_formed_code and not any(selector_matches(selector, rule) for rule in rules.values()):
+                word = selector.strip().upper() if selector.strip().upper().startswith("WL") else selector.strip()
+                close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else " (`weightlint rules` lists them)"
+                raise UsageError(f"--{option} {selector}: no rule has this code or name{hint}")
+
+
 class _Budget:
     """A counting semaphore over tensor sizes (number of values in flight)."""
 
@@ -302,6 +321,7 @@ class Session:
         self.rules = collect_rules(self.manager)
         if config_file is not None:
             configfile.apply(config_file, self.config, self.rules)
+        _check_selectors(self.config, self.rules)
         self.device = resolve_device(self.config.device)
         self.cores = available_cores()
         # Default: one job per two cores on the CPU, each with two BLAS threads, plus a reader
