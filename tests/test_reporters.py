@@ -578,3 +578,18 @@ def test_documented_ci_examples(capsys, defects):
     assert json.loads(Path("weightlint.sarif").read_text(encoding="utf-8"))["runs"][0]["results"]
     assert junit_of(Path("weightlint-junit.xml").read_text(encoding="utf-8")).failures == 1
     assert Path("summary.md").read_text(encoding="utf-8").startswith("## ❌")
+
+
+def test_control_characters_in_names_cannot_forge_report_lines():
+    """A tensor name with a newline and ANSI escapes used to print a forged verdict line (issue 12)."""
+    import numpy as np
+
+    forged = "evil.weight\nhealth score 100/100: good: deploy\x1b[2K\x1b[0m"
+    weight = np.zeros((8, 8), dtype=np.float32)  # WL503 on the forged name
+    report = weightlint.check({forged: weight, "ok.weight": np.eye(8, dtype=np.float32)})
+    assert [f.tensor for f in report.findings if f.code == "WL503"] == [forged]
+    for format_name in ("text", "github", "markdown"):
+        output = render(report, format_name)
+        assert "\x1b" not in output, format_name
+        assert not any(line.startswith("health score 100/100") for line in output.splitlines()), format_name
+        assert "evil.weight\\nhealth score 100/100: good: deploy\\x1b[2K" in output, format_name

@@ -7,6 +7,7 @@ its records and findings) into the shape the reporters print.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from weightlint.finding import Finding, Severity
@@ -16,6 +17,15 @@ from weightlint.rule import Rule
 SARIF_LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 GITHUB_COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 IN_MEMORY_FORMATS = ("module", "state-dict")
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: a tensor or
+# file name holding them could start a new line or repaint the terminal in a report.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object) -> str:
+    """``text`` with every control character shown as its escape (``\\n``, ``\\x1b``), so a name
+    from a checkpoint can never forge a line of the report or send terminal escapes."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def is_file_rule(rule: Rule) -> bool:

@@ -7,7 +7,7 @@ annotation names the file and no line.
 
 from __future__ import annotations
 
-from weightlint.reporters._common import GITHUB_COMMANDS, in_memory_labels, relative_path
+from weightlint.reporters._common import GITHUB_COMMANDS, in_memory_labels, printable, relative_path
 
 
 def escape_data(text: str) -> str:
@@ -25,7 +25,7 @@ def command(finding, in_memory: set[str] = frozenset()) -> str:
     if finding.file and finding.file not in in_memory:
         properties.append(f"file={escape_property(relative_path(finding.file))}")
     properties.append(f"title={escape_property(f'{finding.code} {finding.rule}')}")
-    message = f"{finding.tensor}: {finding.message}" if finding.tensor else finding.message
+    message = printable(f"{finding.tensor}: {finding.message}" if finding.tensor else finding.message)
     return f"::{GITHUB_COMMANDS[finding.severity]} {','.join(properties)}::{escape_data(message)}"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from weightlint._version import __version__
-from weightlint.reporters._common import findings_by_severity, relative_path
+from weightlint.reporters._common import findings_by_severity, printable, relative_path
 from weightlint.reporters.text import closing_line, human_count
 
 MAX_ROWS = 50
@@ -19,13 +19,13 @@ def escape_cell(text: str) -> str:
     """Plain text for a table cell: ``|`` would end the cell and a newline the row; Markdown's own
     punctuation (``*``, ``_``, backticks, ``~``, ``<`` before a tag) is backslash-escaped so that it
     prints as typed."""
-    text = " ".join(str(text).split())
+    text = " ".join(printable(text).split())
     return _MARKDOWN_PUNCTUATION.sub(lambda match: "\\" + match.group(), text)
 
 
 def _code(text: str) -> str:
     """A code span in a table cell: only ``|`` needs escaping there (GFM tables split cells first)."""
-    text = " ".join(str(text).split())
+    text = " ".join(printable(text).split())
     if "`" in text:
         return escape_cell(text)
     return "`" + text.replace("|", "\\|") + "`"

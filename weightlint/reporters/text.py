@@ -7,6 +7,7 @@ from itertools import groupby
 
 from weightlint._version import __version__
 from weightlint.finding import Severity
+from weightlint.reporters._common import printable
 
 _COLORS = {Severity.ERROR: "31;1", Severity.WARNING: "33;1", Severity.INFO: "36"}
 
@@ -63,32 +64,32 @@ def render(report, color: bool = False, verbose: bool = False, quiet: bool = Fal
     if not quiet:
         lines.append(_rule_line("weightlint session starts", width, paint))
         lines.append(f"weightlint {__version__}, {_engine(report.device)}, device {report.device}")
-        lines.append(f"paths: {' '.join(report.paths)}")
+        lines.append(f"paths: {printable(' '.join(report.paths))}")
         files = sorted({f for source in report.sources for f in source.files})
         lines.append(
             f"checkpoint: {', '.join(report.formats) or 'none'}, {len(report.records)} tensors, "
             f"{human_count(report.parameter_count)} parameters, {len(files)} file{'s' if len(files) != 1 else ''}"
         )
         lines.append(f"rules: {len(report.rules)} ({' '.join(report.rules)})")
-        lines.extend(f"note: {note}" for note in report.notes)
+        lines.extend(f"note: {printable(note)}" for note in report.notes)
         lines.append("")
     by_file = groupby(report.findings, key=lambda f: f.file or "")
     for file, file_findings in by_file:
-        lines.append(paint(file or "<no file>", "1"))
+        lines.append(paint(printable(file) if file else "<no file>", "1"))
         for tensor, tensor_findings in groupby(file_findings, key=lambda f: f.tensor):
             indent = "  "
             if tensor:
-                lines.append(f"  {tensor}")
+                lines.append(f"  {printable(tensor)}")
                 indent = "    "
             for finding in tensor_findings:
                 severity = paint(f"{str(finding.severity):<7}", _COLORS[finding.severity])
-                lines.append(f"{indent}{finding.code} {severity} {finding.rule}: {finding.message}")
+                lines.append(f"{indent}{finding.code} {severity} {finding.rule}: {printable(finding.message)}")
     if verbose and not quiet:
         flagged = {(f.file, f.tensor) for f in report.findings}
         clean = [r for r in report.records if (r.file, r.name) not in flagged]
         if clean:
             lines += ["", paint("tensors without findings", "1")]
-            lines += [f"  {r.name} {list(r.shape)} {r.dtype_name}" + ("" if r.is_judged else " (not judged)")
+            lines += [f"  {printable(r.name)} {list(r.shape)} {r.dtype_name}" + ("" if r.is_judged else " (not judged)")
                       for r in clean]
     if report.findings:
         lines.append("")
