@@ -592,4 +592,5 @@ def test_control_characters_in_names_cannot_forge_report_lines():
         output = render(report, format_name)
         assert "\x1b" not in output, format_name
         assert not any(line.startswith("health score 100/100") for line in output.splitlines()), format_name
-        assert "evil.weight\\nhealth score 100/100: good: deploy\\x1b[2K" in output, format_name
+    assert "evil.weight\\nhealth score 100/100: good: deploy\\x1b[2K" in render(report, "text")
+    assert "evil.weight%0Ahealth score 100/100: good: deploy\\x1b[2K" in render(report, "github")

@@ -22,10 +22,12 @@ IN_MEMORY_FORMATS = ("module", "state-dict")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def printable(text: object) -> str:
-    """``text`` with every control character shown as its escape (``\\n``, ``\\x1b``), so a name
-    from a checkpoint can never forge a line of the report or send terminal escapes."""
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), str(text))
+def printable(text: object, keep: str = "") -> str:
+    """``text`` with every control character but those in ``keep`` shown as its escape (``\\n``,
+    ``\\x1b``), so a name from a checkpoint can never forge a line of the report or send terminal
+    escapes. (GitHub's workflow commands keep CR and LF: they percent-encode them.)"""
+    return _CONTROL.sub(lambda match: match.group() if match.group() in keep
+                        else match.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def is_file_rule(rule: Rule) -> bool:

@@ -25,7 +25,7 @@ def command(finding, in_memory: set[str] = frozenset()) -> str:
     if finding.file and finding.file not in in_memory:
         properties.append(f"file={escape_property(relative_path(finding.file))}")
     properties.append(f"title={escape_property(f'{finding.code} {finding.rule}')}")
-    message = printable(f"{finding.tensor}: {finding.message}" if finding.tensor else finding.message)
+    message = printable(f"{finding.tensor}: {finding.message}" if finding.tensor else finding.message, keep="\r\n")
     return f"::{GITHUB_COMMANDS[finding.severity]} {','.join(properties)}::{escape_data(message)}"
 
 

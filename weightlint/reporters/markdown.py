@@ -19,13 +19,13 @@ def escape_cell(text: str) -> str:
     """Plain text for a table cell: ``|`` would end the cell and a newline the row; Markdown's own
     punctuation (``*``, ``_``, backticks, ``~``, ``<`` before a tag) is backslash-escaped so that it
     prints as typed."""
-    text = " ".join(printable(text).split())
+    text = printable(" ".join(str(text).split()))
     return _MARKDOWN_PUNCTUATION.sub(lambda match: "\\" + match.group(), text)
 
 
 def _code(text: str) -> str:
     """A code span in a table cell: only ``|`` needs escaping there (GFM tables split cells first)."""
-    text = " ".join(printable(text).split())
+    text = printable(" ".join(str(text).split()))
     if "`" in text:
         return escape_cell(text)
     return "`" + text.replace("|", "\\|") + "`"
