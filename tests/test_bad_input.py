@@ -551,3 +551,31 @@ def test_broken_shard_is_unreadable_not_missing_tensors():
     report = check(index)
     assert [(f.code, f.file) for f in report.findings] == [("WL001", f"m/{shard2}")]
     assert [r.name for r in report.records] == ["a.weight"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifos_and_devices_are_never_read(tmp_path):
+    """A FIFO, or a link to /dev/zero, named like a checkpoint blocked or read forever (issue 12):
+    only regular files are read, the rest is said, and the valid file beside them is reported."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file({"w.weight": np.full((4, 4), np.nan, dtype=np.float32)}, str(folder / "b.safetensors"))
+    os.mkfifo(folder / "a.safetensors")
+    os.symlink("/dev/zero", folder / "c.safetensors")
+    result = subprocess.run([sys.executable, "-m", "weightlint", str(folder), "--format", "json", "--isolated"],
+                            capture_output=True, text=True, timeout=300)
+    document = json.loads(result.stdout)
+    assert result.returncode == 1  # the NaN in the valid file
+    assert [(f["code"], f["tensor"]) for f in document["findings"]] == [("WL100", "w.weight")]
+    assert any("not regular files, not read: a.safetensors, c.safetensors" in note for note in document["notes"])
+    direct = subprocess.run([sys.executable, "-m", "weightlint", str(folder / "a.safetensors"), "/dev/zero",
+                             "--format", "json", "--isolated"], capture_output=True, text=True, timeout=300)
+    findings = json.loads(direct.stdout)["findings"]
+    assert direct.returncode == 1 and {f["code"] for f in findings} == {"WL001"} and len(findings) == 2
+    assert all("not a regular file" in f["message"] for f in findings)

@@ -88,12 +88,27 @@ def _folder_sources(folder: str) -> list[Source]:
         index = os.path.join(folder, index_name)
         if os.path.isfile(index):
             return [_with_skipped_note(ShardedSource(index), folder)]
-    entries = sorted(os.listdir(folder))
+    listed = sorted(os.listdir(folder))
+    # Only regular files are read: a FIFO, a device or a symlink to one (which a repository can
+    # carry) would block or never end.
+    entries = [e for e in listed if os.path.isfile(os.path.join(folder, e))]
+    special = [e for e in listed if e.endswith(CHECKPOINT_SUFFIXES) and e not in entries
+               and not os.path.isdir(os.path.join(folder, e))]
+    sources = _regular_folder_sources(folder, entries)
+    if special and sources:
+        sources[0].notes.append(f"{display_path(folder)}: not regular files, not read: {', '.join(special)}")
+    elif special:
+        sources = [UnsupportedSource(os.path.join(folder, special[0]), "not a regular file (a FIFO, device or "
+                                     "socket, or a link to one): not read", "unknown")]
+    return sources
+
+
+def _regular_folder_sources(folder: str, entries: list[str]) -> list[Source]:
     safetensors = [e for e in entries if e.endswith(".safetensors")]
     if safetensors:
         sources = [SafetensorsSource(os.path.join(folder, e)) for e in safetensors]
         return [_with_skipped_note(sources[0], folder), *sources[1:]]
-    pickles = [e for e in entries if e.endswith(PICKLE_SUFFIXES) and os.path.isfile(os.path.join(folder, e))]
+    pickles = [e for e in entries if e.endswith(PICKLE_SUFFIXES)]
     trainer_state = [e for e in pickles if _is_trainer_state(e)]
     pickles = [e for e in pickles if e not in trainer_state]
     others = [e for e in entries if e.endswith((".gguf", ".onnx"))]
@@ -140,6 +155,8 @@ def resolve(path: str | os.PathLike, architecture: bool = True) -> list[Source]:
         sources = _folder_sources(path)
     elif os.path.isfile(path):
         sources = [source_for_file(path)]
+    elif os.path.exists(path):
+        sources = [UnsupportedSource(path, "not a regular file (a FIFO, device or socket): not read", "unknown")]
     else:
         raise FileNotFoundError(path)
     if not architecture:
