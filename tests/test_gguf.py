@@ -209,3 +209,16 @@ def test_folder_with_a_gguf_file_and_magic_sniffing():
     assert {record.file for record in report.records} == {"llm/model-q4.gguf"}
     Path("renamed.bin.q4").write_bytes(Path("llm/model-q4.gguf").read_bytes())  # GGUF magic, odd suffix
     assert check("renamed.bin.q4").model()["format"] == "gguf"
+
+
+def test_int8_advice_is_not_given_for_tensors_already_stored_quantized(tmp_path):
+    """A Q8_0 tensor already is its quantized self: WL201/WL202 judge the float copy only."""
+    rng = np.random.default_rng(7)
+    weight = rng.normal(0, 0.02, (256, 512)).astype(np.float32)
+    heavy = rng.random(weight.shape) < 0.02
+    weight[heavy] = np.sign(weight[heavy]) * 0.12
+    weight[np.arange(256), rng.integers(0, 512, 256)] = 4.0  # one 200σ value per row: int8 loses the row
+    tensors = {"blk.0.ffn_up.weight": (weight, QuantType.F32), "blk.1.ffn_up.weight": (weight, QuantType.Q8_0)}
+    report = weightlint.check(write_gguf(str(tmp_path / "m.gguf"), tensors), select=["WL201", "WL202"])
+    assert {(f.code, f.tensor) for f in report.findings} == {
+        ("WL201", "blk.0.ffn_up.weight"), ("WL202", "blk.0.ffn_up.weight")}

@@ -66,7 +66,7 @@ class TensorRecord:
 
         Such a tensor already is its quantized self: int8 risk and outlier rules do not apply to it.
         """
-        kind = self.metadata.get("gguf_type") or self.metadata.get("stored_quantized")
+        kind = self.metadata.get("gguf_type")
         return kind if kind and str(kind).upper() not in _FLOAT_STORAGE else None
 
     @property
