@@ -27,8 +27,8 @@ counting the singular values above what rounding the stored entries can produce 
 storage format's unit roundoff: 2^-24 for float32, 2^-8 for bfloat16). That bound does not grow
 with σmax, so one huge weight does not make the rest of the matrix look like rounding noise. Such a matrix has lost most of its
 capacity: a layer planted with its best rank-6 approximation (of 384) is reported, while no
-healthy model of the calibration corpus comes near (the lowest ratio there is 0.86, CRAFT's
-first VGG block, where BatchNorm switched off a few filters).
+healthy model of the calibration corpus comes near (the lowest ratio there is 0.98, in CRAFT's
+VGG blocks, where BatchNorm switched off a few filters).
 
 Under `profile: guide` it reports the condition number σmax/σmin itself: above 1e5 an error,
 above 1e4 a warning, as the guide does.
