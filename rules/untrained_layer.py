@@ -33,8 +33,9 @@ norm wrecks the model; a fixed STFT basis does as well. So the rule also asks wh
 initialization gives: rows and columns of equal energy. The coefficient of variation of the rows'
 energies Σⱼw² (and of the columns') is compared with what i.i.d. entries of the same moments give,
 √((m₄/m₂² − 1)/n); the layer is reported only when both ratios are below `max_dispersion` (1.5).
-Random initializations give about 1.0; on the corpus the untrained poolers give 0.97–1.07, trained
-matrices at least 1.86 (SmolLM2's least dispersed `attn_v`), the STFT basis 11 on its columns.
+Random initializations give about 1.0; on the corpus the untrained poolers give 0.97–1.07, the
+trained SmolLM2 `attn_v` matrices that sit inside the MP bulk 2.01–4.94 on their more dispersed
+axis, the STFT basis 11 on its columns (docs/evidence.md).
 The JSON carries `dispersion.row_dispersion` and `dispersion.column_dispersion`.
 """,
     why_bad="""
