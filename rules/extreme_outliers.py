@@ -43,9 +43,9 @@ channel. No robust scale separates them from corruption: a share of 15% means no
 until the SQNR says so.
 
 Dense matrices are different. The weights of trained Linear, Embedding and RNN layers have a
-Gaussian-like bulk with a modest excess tail: on the corpus 0.3–3% of a 2-D matrix typically lies
-beyond a robust 3σ, at most 6.3% (SmolLM2's first `attn_k`), except where the tail follows the
-structure: Resemblyzer's first LSTM input matrix has 13.4%, carried by some of its 40 mel-band
+Gaussian-like bulk with a modest excess tail: on the corpus 0.3–3% of a dense matrix typically
+lies beyond a robust 3σ, at most 7.0% (Resemblyzer's projection; SmolLM2's first `attn_k` 6.3%),
+except where the tail follows the structure: Resemblyzer's first LSTM input matrix has 13.4%, carried by some of its 40 mel-band
 inputs, so its rows and columns are unequal (energy dispersion 1.94 and 1.65, see WL601). Values
 scattered over random positions — a partial overwrite, a bad merge, a wrongly scaled shard — make
 the rows and columns as even as i.i.d. entries (dispersion ≈ 1.0 for 15% planted outliers). So a
