@@ -78,8 +78,9 @@ def weightlint_check_tensor(tensor, stats, context):
     underflow = precision["fp16_underflow_percentage"]
     energy = _underflow_energy_bound(precision["fp16_underflow_count"], stats.norms["l2"])
     share_limit, energy_limit = options.get("underflow_percentage"), options.get("underflow_energy")
-    if (underflow > 0 and (share_limit is None or underflow > share_limit)
-            and (energy_limit is None or energy > energy_limit) and (share_limit, energy_limit) != (None, None)):
+    enabled = share_limit is not None or energy_limit is not None
+    if (enabled and underflow > 0 and (share_limit is None or underflow > share_limit)
+            and (energy_limit is None or energy > energy_limit)):
         findings.append(RULE.finding(
             f"{number(underflow)}% of the non-zero values ({precision['fp16_underflow_count']}) are at or below 2^-25 "
             f"and round to 0 in fp16, up to {number(energy)} of the tensor's energy: keep it in bf16/fp32 or "

@@ -22,10 +22,12 @@ _BLOCK_VALUES = 1 << 20
 
 def line_energies(matrix: Any) -> tuple[np.ndarray, np.ndarray, float]:
     """Σw² of every row and of every column (float64), and Σw⁴ of the matrix."""
-    if not isinstance(matrix, np.ndarray):  # a torch tensor (CUDA, or a pickle's CPU tensor)
-        squares = matrix.double() ** 2
+    if not isinstance(matrix, np.ndarray) and matrix.device.type == "cpu":
+        matrix = matrix.numpy()  # a pickle's CPU tensor: the blocked pass, not a float64 copy of it all
+    if not isinstance(matrix, np.ndarray):  # on the GPU, where memory is the device's
+        squares = matrix.double().square_()
         return (squares.sum(1).cpu().numpy(), squares.sum(0).cpu().numpy(),
-                float((squares**2).sum()))
+                float(squares.square_().sum()))
     rows, columns = matrix.shape
     row_energy = np.empty(rows, dtype=np.float64)
     column_energy = np.zeros(columns, dtype=np.float64)
