@@ -8,6 +8,8 @@ BUILTIN = (
     "file_integrity",      # WL001 WL002 WL006
     "architecture",        # WL003 WL004 WL005
     "unsupported_tensor",  # WL007
+    "internal_error",      # WL008
+    "limit_exceeded",      # WL009
     "non_finite",          # WL100
     "ill_conditioned",     # WL101
     "fp16_overflow",       # WL102

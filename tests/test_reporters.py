@@ -209,13 +209,14 @@ def test_junit_one_suite_per_checkpoint_and_one_case_per_checked_pair(capsys, de
     # File rules once for the file; WL100 on the 4 judged tensors (the int64 `step` is not judged);
     # WL501 on the 3 weight matrices (not the 1-D bias).
     file_cases = [(f"{code} {name}", defects) for code, name in
-                  (("WL001", "unreadable-file"), ("WL002", "unsafe-pickle"), ("WL006", "index-mismatch"))]
+                  (("WL001", "unreadable-file"), ("WL002", "unsafe-pickle"), ("WL006", "index-mismatch"),
+                   ("WL009", "limit-exceeded"))]
     tensor_cases = [("WL100 non-finite", t) for t in ("a.weight", "b.weight", "c.bias", "c.weight")]
     tensor_cases += [("WL501 dead-units", t) for t in ("a.weight", "b.weight", "c.weight")]
     assert sorted(pairs) == sorted(file_cases + tensor_cases)
-    assert len(pairs) == len(set(pairs)) == 10
-    assert (suites[0].tests, suites[0].failures, suites[0].errors, suites[0].skipped) == (10, 1, 0, 0)
-    assert (xml.tests, xml.failures) == (10, 1)
+    assert len(pairs) == len(set(pairs)) == 11
+    assert (suites[0].tests, suites[0].failures, suites[0].errors, suites[0].skipped) == (11, 1, 0, 0)
+    assert (xml.tests, xml.failures) == (11, 1)
 
 
 def test_junit_failure_message_value_and_passing_cases(capsys, defects):

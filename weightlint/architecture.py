@@ -23,6 +23,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from weightlint import limits
+
 CONFIG_NAME = "config.json"
 INSTALL_HINT = "pip install weightlint[hf]"
 # Module class → (kind, layout of its weight). Checked by isinstance first, then by class name.
@@ -163,9 +165,23 @@ class Architecture:
     note: str | None = None  # shown once, as a report note, when the skeleton could not be built
     relevant: bool = True  # False for a config.json that is not a transformers config
     declared: dict[str, Any] = field(default_factory=dict)  # model_type, architectures, tie_word_embeddings
+    limit_exceeded: Exception | None = None  # a LimitExceeded that kept the skeleton from being built
 
 
 _cache: dict[tuple[str, int, int], Architecture] = {}
+# Config keys (at any nesting: text_config, encoder …) that ask the skeleton for that many layers.
+LAYER_COUNT_KEYS = ("n_layer", "n_layers", "num_layers", "num_hidden_layers", "encoder_layers", "decoder_layers",
+                    "num_encoder_layers", "num_decoder_layers")
+
+
+def _check_layer_counts(config: dict, depth: int = 0) -> None:
+    """A config asking for more layers than ``limits.skeleton_layers`` is not built (a 50,000-layer
+    skeleton takes minutes and gigabytes before a single weight is read)."""
+    for key, value in config.items():
+        if key in LAYER_COUNT_KEYS and type(value) is int:
+            limits.check("skeleton_layers", value, f"config.json {key}")
+        elif isinstance(value, dict) and depth < 8:
+            _check_layer_counts(value, depth + 1)
 
 
 def find_config(path: str | os.PathLike) -> str | None:
@@ -193,13 +209,18 @@ def architecture_for(config_path: str) -> Architecture:
 
 def _read(config_path: str) -> Architecture:
     try:
-        with open(config_path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as error:
+        with open(config_path, "rb") as handle:
+            config = limits.load_json(handle.read(limits.current().header_bytes + 1), "config.json")
+    except (OSError, ValueError, limits.LimitExceeded) as error:
         return Architecture(config_path, note=f"{config_path}: not valid JSON, architecture checks skipped ({error})")
     if not isinstance(config, dict) or not (config.get("model_type") or config.get("architectures")):
         return Architecture(config_path, relevant=False)  # some other tool's config.json
     declared = {key: config.get(key) for key in ("model_type", "architectures", "tie_word_embeddings")}
+    try:
+        _check_layer_counts(config)
+    except limits.LimitExceeded as error:
+        return Architecture(config_path, declared=declared, limit_exceeded=error,
+                            note=f"{config_path}: architecture checks skipped ({error})")
     import importlib.util
 
     if importlib.util.find_spec("transformers") is None:

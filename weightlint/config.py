@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from weightlint.finding import Severity
+from weightlint.limits import DEFAULT as DEFAULT_LIMITS, Limits
 from weightlint.rule import Rule
 
 # Threshold profiles: ``default`` is calibrated on real published models (docs/calibration.md);
@@ -124,6 +125,7 @@ class Config:
     overrides: list[Override] = field(default_factory=list)
     suppress: list[Suppression] = field(default_factory=list)
     baseline: str | None = None
+    limits: Limits = DEFAULT_LIMITS
     # The configuration file this came from (None: none), and the fields the command line set,
     # which the file must not override.
     source: str | None = None

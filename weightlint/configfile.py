@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from weightlint import limits
 from weightlint.config import PROFILES, Config, Override, Pattern, Suppression, selector_matches
 from weightlint.finding import Severity
 from weightlint.rule import Rule
@@ -23,7 +24,7 @@ from weightlint.rule import Rule
 FILE_NAMES = ("weightlint.yaml", ".weightlint.yaml")
 SEVERITIES = ("info", "warning", "error")
 TOP_KEYS = ("profile", "fail-on", "device", "jobs", "select", "extend-select", "ignore", "rules", "overrides", "suppress",
-            "plugins", "baseline", "exit-zero")
+            "plugins", "baseline", "exit-zero", "limits")
 OVERRIDE_KEYS = ("tensors", "files", "select", "extend-select", "ignore", "rules")
 SUPPRESS_KEYS = ("rule", "tensor", "file", "reason", "expires")
 
@@ -375,4 +376,17 @@ def apply(raw: RawConfig, config: Config, rules: dict[str, Rule]) -> Config:
         config.baseline = os.path.join(os.path.dirname(os.path.abspath(raw.path)), data["baseline"])
     if "plugins" in data:
         plugins_of(raw)  # validated; loaded before the rules were collected
+    if "limits" in data:
+        config.limits = _limits(raw, data["limits"], ("limits",))
     return config
+
+
+def _limits(raw: RawConfig, table: Any, where: tuple) -> "limits.Limits":
+    """``limits: {tensors_per_file: 500000}``: documented names only, positive integers."""
+    if not isinstance(table, dict):
+        raise raw.error(where, f"expected a mapping of limit names ({', '.join(limits.NAMES)}) to numbers")
+    _check_keys(raw, table, limits.NAMES, where)
+    for name, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise raw.error((*where, name), f"expected a positive integer, got {value!r}")
+    return limits.from_mapping(table)

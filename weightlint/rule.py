@@ -52,6 +52,9 @@ class Rule:
     # finding. tests/test_rule_examples.py runs every example, so the documentation cannot drift.
     example: str = ""
     example_output: str = ""
+    # Reported whatever the selection, severity overrides, suppressions or baseline say (WL008: what
+    # was not checked must never look checked).
+    always_reported: bool = False
 
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):

@@ -16,7 +16,10 @@ from weightlint.finding import Finding, Severity
 from weightlint.plugins import build_plugin_manager, collect_rules
 from weightlint.record import TensorRecord
 from weightlint.rule import Rule
+from weightlint import limits
+from weightlint.rules import BUILTIN
 from weightlint.sources import MemorySource, Problem, Source, resolve
+from weightlint.sources.base import display_path, limit_problem, short_reason
 from weightlint.stats import TensorStats
 
 if TYPE_CHECKING:
@@ -33,11 +36,21 @@ class UsageError(Exception):
 
 
 class RuleError(Exception):
-    """A plugin raised while checking: exit code 3."""
+    """A plugin raised while checking: exit code 3 for a third-party plugin, WL008 for a built-in."""
 
     def __init__(self, plugin: str, where: str, error: BaseException) -> None:
         super().__init__(f"plugin {plugin!r} failed on {where}: {type(error).__name__}: {error}")
         self.original = error
+        self.builtin = plugin in BUILTIN
+
+
+def internal_problem(file: str, error: BaseException, tensor: str | None = None) -> Problem:
+    """WL008: weightlint's own code failed on this file or tensor; the run goes on without it."""
+    if isinstance(error, MemoryError):
+        reason = "out of memory while checking it"
+    else:
+        reason = f"{type(error).__name__}: {short_reason(error)}"
+    return Problem("internal-error", file, f"not checked: weightlint failed ({reason})", tensor=tensor)
 
 
 @dataclass
@@ -243,6 +256,26 @@ def _check_selectors(config: Config, rules: dict[str, Rule]) -> None:
                 raise UsageError(f"--{option} {selector}: no rule has this code or name{hint}")
 
 
+def _scan_only_problems(source: Source) -> list[Problem]:
+    """WL002 (or why not) for the pickles beside a source that are only checked for unsafe globals;
+    one that pickles nothing but inert trainer state gets a note instead."""
+    from weightlint.sources.torch_pickle import scan_problem
+
+    problems = []
+    for path in source.scan_only:
+        try:
+            problem = scan_problem(path)
+        except limits.LimitExceeded as error:
+            problem = limit_problem(display_path(path), error)
+        except Exception as error:
+            problem = internal_problem(path, error)
+        if problem is not None and problem.detail.get("inert"):  # healthy trainer state: a note, not a finding
+            source.notes.append(f"{problem.file}: {problem.reason}")
+        elif problem is not None:
+            problems.append(problem)
+    return problems
+
+
 class _Budget:
     """A counting semaphore over tensor sizes (number of values in flight)."""
 
@@ -339,20 +372,40 @@ class Session:
         # WL003–WL005 — unless the architecture plugin is blocked (`-p no:architecture`), which also
         # spares the import of transformers.
         architecture = self.manager.get_plugin("architecture") is not None
-        self.paths, self.sources = _sources_for(targets, architecture)
+        with limits.using(self.config.limits):
+            self.paths, self.sources = _sources_for(targets, architecture)
         self.progress = progress
 
     def run(self) -> Report:
-        started = time.perf_counter()
+        with limits.using(self.config.limits):
+            return self._run()
+
+    def _read_sources(self) -> tuple[list[TensorRecord], list[Problem]]:
+        """Every source's records and problems. A source that fails half-way keeps what it yielded,
+        and its failure is one WL009 (a limit) or WL008 (anything else) finding: the next source is
+        still read."""
         records: list[TensorRecord] = []
         problems: list[Problem] = []
         for source in self.sources:
-            for item in source.items():
-                if isinstance(item, TensorRecord):
-                    item.metadata.setdefault("source", source.path)
-                    records.append(item)
-                else:
-                    problems.append(item)
+            problems.extend(source.problems)
+            where = source.files[0] if source.files else source.path
+            try:
+                for item in source.items():
+                    if isinstance(item, TensorRecord):
+                        item.metadata.setdefault("source", source.path)
+                        records.append(item)
+                    else:
+                        problems.append(item)
+            except limits.LimitExceeded as error:
+                problems.append(limit_problem(where, error))
+            except Exception as error:
+                problems.append(internal_problem(where, error))
+            problems.extend(_scan_only_problems(source))
+        return records, problems
+
+    def _run(self) -> Report:
+        started = time.perf_counter()
+        records, problems = self._read_sources()
         annotate_sources(self.sources, records)  # module types, layouts and ties from config.json, before any rule
         report = Report(paths=self.paths, sources=self.sources, records=records, findings=[],
                         tensors={}, rules=self.rules, config=self.config, device=self.device, seconds=0.0,
@@ -368,12 +421,14 @@ class Session:
         except KeyboardInterrupt:
             report.interrupted = True
         # Problems with files are known before any tensor is checked: report them even when interrupted.
-        report.findings.extend(self._call("weightlint_file_problem", "file problems",
-                                          [dict(problem=p) for p in problems]))
+        for problem in problems:
+            report.findings.extend(self._call_builtin_safe("weightlint_file_problem", problem.file,
+                                                           dict(problem=problem), problem.file))
         if not report.interrupted:  # model-level rules need every tensor
             view = ModelView(records=records, tensor_stats=stats_by_key, findings=list(report.findings),
                              sources=self.sources)
-            report.findings.extend(self._call("weightlint_check_model", "the model", [dict(model=view)]))
+            report.findings.extend(self._call_builtin_safe("weightlint_check_model", "the model", dict(model=view),
+                                                           self.paths[0] if self.paths else "the model"))
         report.findings = self._suppress(self._filter(report.findings), report)
         if self.config.baseline:
             report.findings = self._apply_baseline(report.findings, report)
@@ -471,16 +526,35 @@ class Session:
             if load_error is not None:
                 raise load_error
             stats.values  # noqa: B018 - reads the data; a failure here is the file's, not ours
-        except (KeyboardInterrupt, MemoryError):
-            raise
+        except MemoryError as error:
+            return [], {}, internal_problem(record.file, error, tensor=record.name)
         except Exception as error:
             return [], {}, Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name)
-        for group in self.groups:
-            getattr(stats, group)
-        findings = self._call("weightlint_check_tensor", f"tensor {record.name}", [dict(tensor=record, stats=stats)])
-        computed = stats.computed()
-        stats.release()
+        try:
+            for group in self.groups:
+                getattr(stats, group)
+            findings = self._call("weightlint_check_tensor", f"tensor {record.name}",
+                                  [dict(tensor=record, stats=stats)])
+            computed = stats.computed()
+        except RuleError as error:
+            if not error.builtin:
+                raise
+            return [], {}, internal_problem(record.file, error.original, tensor=record.name)
+        except Exception as error:  # the statistics themselves
+            return [], {}, internal_problem(record.file, error, tensor=record.name)
+        finally:
+            stats.release()
         return findings, computed, None
+
+    def _call_builtin_safe(self, hook_name: str, where: str, kwargs: dict, file: str) -> list[Finding]:
+        """One hook call; a built-in rule's failure becomes a WL008 finding on ``file``."""
+        try:
+            return self._call(hook_name, where, [kwargs])
+        except RuleError as error:
+            if not error.builtin:
+                raise
+            problem = internal_problem(file, error.original)
+            return self._call("weightlint_file_problem", "an internal error", [dict(problem=problem)])
 
     def _call(self, hook_name: str, where: str, calls: list[dict]) -> list[Finding]:
         hook = getattr(self.manager.hook, hook_name)
@@ -502,8 +576,11 @@ class Session:
         """Selection and severity overrides, per tensor (overrides apply in order)."""
         kept = []
         for finding in findings:
-            config = self.config.for_tensor(finding.tensor, finding.file, self.rules)
             rule = self.rules.get(finding.code)
+            if rule is not None and rule.always_reported:
+                kept.append(finding)
+                continue
+            config = self.config.for_tensor(finding.tensor, finding.file, self.rules)
             if rule is not None and not config.is_selected(rule):
                 continue
             severity = config.severity_for(finding.code)
@@ -519,7 +596,8 @@ class Session:
         active = [s for s in self.config.suppress if not s.expired()]
         kept = []
         for finding in findings:
-            match = next((s for s in active if s.matches(finding, self.rules)), None)
+            match = None if self._always_reported(finding) else next(
+                (s for s in active if s.matches(finding, self.rules)), None)
             if match is None:
                 kept.append(finding)
             else:
@@ -541,10 +619,14 @@ class Session:
         from weightlint.baseline import finding_key, read_baseline
 
         known = read_baseline(self.config.baseline)
-        kept = [f for f in findings if finding_key(f) not in known]
-        report.baselined = [f for f in findings if finding_key(f) in known]
+        kept = [f for f in findings if finding_key(f) not in known or self._always_reported(f)]
+        report.baselined = [f for f in findings if f not in kept]
         report.baseline_fixed = len(known - {finding_key(f) for f in findings})
         return kept
+
+    def _always_reported(self, finding: Finding) -> bool:
+        rule = self.rules.get(finding.code)
+        return rule is not None and rule.always_reported
 
     @staticmethod
     def _tensor_key(record: TensorRecord, existing: dict) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Iterator, Union
 
 from weightlint.record import TensorRecord
+
+if TYPE_CHECKING:
+    from weightlint.limits import LimitExceeded
 
 
 @dataclass
@@ -14,7 +17,7 @@ class Problem:
     """Something wrong with a file rather than with a tensor's values.
 
     ``kind`` is what went wrong: ``unreadable`` (WL001), ``unsafe-pickle`` (WL002),
-    ``index-mismatch`` (WL006). The integrity rules turn problems into findings.
+    ``index-mismatch`` (WL006), ``internal-error`` (WL008), ``limit-exceeded`` (WL009). The integrity rules turn problems into findings.
     """
 
     kind: str
@@ -48,12 +51,21 @@ class Source:
     # Whether a config.json beside the source is built into a model skeleton (WL003–WL005, module
     # types, ties); off when none of those rules is selected, so transformers is never imported.
     architecture: bool = True
+    # Problems found while resolving the source (a config.json beyond a limit), reported with its items'.
+    problems: list[Problem] = field(default_factory=list)
+    # Pickles beside the source whose weights are not judged, but whose globals are checked (WL002).
+    scan_only: list[str] = field(default_factory=list)
 
     def items(self) -> Iterator[Item]:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def describe(self) -> dict:
         return {"path": self.path, "format": self.format, "files": list(self.files)}
+
+
+def limit_problem(file: str, error: "LimitExceeded", tensor: str | None = None) -> Problem:
+    """WL009: the file exceeds one of weightlint's documented limits and is not read further."""
+    return Problem("limit-exceeded", file, str(error), tensor=tensor, detail={"limit": error.limit})
 
 
 def short_reason(error: BaseException) -> str:

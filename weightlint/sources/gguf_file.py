@@ -23,9 +23,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from weightlint import dtypes
+from weightlint import dtypes, limits
 from weightlint.record import TensorRecord
-from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
+from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
 
 INSTALL_HINT = "pip install gguf"  # a dependency of weightlint; missing only in a broken environment
 # Types read without conversion: GGML type name → the dtype the record (and load()) has.
@@ -58,6 +58,20 @@ class GGUFSource(Source):
             import gguf
         except ImportError:
             yield Problem("unreadable", shown, f"GGUF files need the gguf package: {INSTALL_HINT}")
+            return
+        try:
+            # Counts and lengths are checked against the limits and the file size first: the
+            # reader would allocate what a 53-byte file declares (an array of 2^62 items).
+            with open(self._real_path, "rb") as handle:
+                _walk_header(_Cursor(handle, os.fstat(handle.fileno()).st_size))
+        except limits.LimitExceeded as error:
+            yield limit_problem(shown, error)
+            return
+        except _Truncated:
+            yield Problem("unreadable", shown, "not a valid GGUF file: " + diagnose(self._real_path, EOFError()))
+            return
+        except ValueError as error:
+            yield Problem("unreadable", shown, f"not a valid GGUF file: {error}")
             return
         try:
             reader = gguf.GGUFReader(self._real_path)
@@ -200,6 +214,8 @@ def _file_type_name(file_type: Any) -> str | None:
 
 _SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY = 8, 9
+_SMALLEST_ITEM = {_STRING: 8, _ARRAY: 12}  # bytes an item of a non-scalar array takes at least
+_MAX_ARRAY_NESTING = 4
 
 
 class _Truncated(Exception):
@@ -225,18 +241,26 @@ class _Cursor:
         self.handle.seek(count, os.SEEK_CUR)
 
     def string(self) -> bytes:
-        return self.read(self.unpack("<Q"))
+        length = self.unpack("<Q")
+        if self.handle.tell() + length > self.size:
+            raise _Truncated
+        return self.read(length)
 
-    def skip_value(self, value_type: int) -> None:
+    def skip_value(self, value_type: int, depth: int = 0) -> None:
         if value_type == _STRING:
             self.skip(self.unpack("<Q"))
         elif value_type == _ARRAY:
             item_type, count = self.unpack("<I"), self.unpack("<Q")
+            limits.check("metadata_items", count, "metadata array length")
             if item_type in _SCALAR_SIZES:
                 self.skip(_SCALAR_SIZES[item_type] * count)
+            elif depth >= _MAX_ARRAY_NESTING:
+                raise ValueError(f"metadata arrays nested more than {_MAX_ARRAY_NESTING} deep")
             else:
+                if self.handle.tell() + count * _SMALLEST_ITEM.get(item_type, 1) > self.size:
+                    raise _Truncated
                 for _ in range(count):
-                    self.skip_value(item_type)
+                    self.skip_value(item_type, depth + 1)
         elif value_type in _SCALAR_SIZES:
             self.skip(_SCALAR_SIZES[value_type])
         else:
@@ -263,13 +287,18 @@ def diagnose(path: str, error: BaseException) -> str:
     return cut or short_reason(error)
 
 
-def _find_truncation(cursor: _Cursor) -> str | None:
+def _walk_header(cursor: _Cursor) -> tuple[list[tuple[str, list[int], int, int]], int]:
+    """(tensor infos, data start) from a walk of the header that allocates nothing the file does
+    not hold: every count is checked against the limits and the bytes left before it is used.
+    Raises ValueError for a malformed header, _Truncated, or LimitExceeded."""
     if cursor.read(4) != b"GGUF":
-        return "no GGUF magic number at the start of the file"
+        raise ValueError("no GGUF magic number at the start of the file")
     version = cursor.unpack("<I")
     if version not in (2, 3):
-        return f"GGUF version {version} is not supported"
+        raise ValueError(f"GGUF version {version} is not supported")
     tensor_count, kv_count = cursor.unpack("<Q"), cursor.unpack("<Q")
+    limits.check("tensors_per_file", tensor_count, "tensor count")
+    limits.check("metadata_items", kv_count, "metadata key count")
     alignment = 32
     for _ in range(kv_count):
         key = cursor.string()
@@ -281,9 +310,18 @@ def _find_truncation(cursor: _Cursor) -> str | None:
     infos = []
     for _ in range(tensor_count):
         name = cursor.string().decode("utf-8", errors="replace")
-        dims = [cursor.unpack("<Q") for _ in range(cursor.unpack("<I"))]
+        ndim = cursor.unpack("<I")
+        limits.check("tensor_dims", ndim, f"tensor {name!r}: dimension count")
+        dims = [cursor.unpack("<Q") for _ in range(ndim)]
         infos.append((name, dims, cursor.unpack("<I"), cursor.unpack("<Q")))
-    start = -(-cursor.handle.tell() // alignment) * alignment
+    return infos, -(-cursor.handle.tell() // alignment) * alignment
+
+
+def _find_truncation(cursor: _Cursor) -> str | None:
+    try:
+        infos, start = _walk_header(cursor)
+    except ValueError as error:
+        return str(error)
     cut = [name for name, dims, kind, offset in infos if start + offset + _nbytes(dims, kind) > cursor.size]
     if not cut:
         return None

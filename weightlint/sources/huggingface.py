@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterator
 
+from weightlint import limits
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
 from weightlint.sources.safetensors_file import read_safetensors
@@ -17,14 +17,21 @@ INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 def read_index(index_path: str) -> tuple[dict[str, str] | None, str | None]:
     """The index's ``weight_map`` (tensor → shard file name), or the reason it cannot be read."""
     try:
-        with open(index_path, encoding="utf-8") as handle:
-            index = json.load(handle)
-    except (OSError, ValueError) as error:
+        with open(index_path, "rb") as handle:
+            index = limits.load_json(handle.read(limits.current().header_bytes + 1), "index")
+    except (OSError, ValueError, limits.LimitExceeded) as error:
         return None, f"index is not valid JSON: {short_reason(error)}"
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         return None, "index has no 'weight_map' object of tensor → shard file"
     return weight_map, None
+
+
+def escapes_folder(shard: str) -> bool:
+    """Whether an index entry names a path outside the index's folder (judged on the text alone:
+    Hugging Face cache snapshots are symlinks into ``../../blobs/``, and those are followed)."""
+    parts = shard.replace("\\", "/").split("/")
+    return os.path.isabs(shard) or shard.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
 
 
 class ShardedSource(Source):
@@ -39,7 +46,7 @@ class ShardedSource(Source):
         super().__init__(
             path=display_path(index_path),
             format=f"{fmt}-sharded",
-            files=[display_path(os.path.join(self._folder, shard)) for shard in shards],
+            files=[display_path(os.path.join(self._folder, shard)) for shard in shards if not escapes_folder(shard)],
         )
 
     def items(self) -> Iterator[Item]:
@@ -54,6 +61,11 @@ class ShardedSource(Source):
             yield from self._shard_items(index_shown, shard, by_shard[shard])
 
     def _shard_items(self, index_shown: str, shard: str, expected: list[str]) -> Iterator[Item]:
+        if escapes_folder(shard):
+            yield Problem("index-mismatch", index_shown,
+                          f"index maps {len(expected)} tensors to {shard!r}, a path outside the checkpoint's "
+                          "folder: refused, not opened", detail={"shard": shard, "escaping_path": True})
+            return
         shard_path = os.path.join(self._folder, shard)
         shown = display_path(shard_path)
         if not os.path.isfile(shard_path):

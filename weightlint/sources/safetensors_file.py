@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from functools import partial
@@ -10,9 +9,9 @@ from typing import Iterator
 
 import numpy as np
 
-from weightlint import dtypes
+from weightlint import dtypes, limits
 from weightlint.record import TensorRecord
-from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
+from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
 
 # safetensors dtype names → element types. Every one is read without torch (see weightlint.dtypes).
 DTYPES = {
@@ -36,22 +35,29 @@ def read_header(path: str) -> tuple[dict, int]:
             size = handle.tell()
             if length > size - 8:
                 raise ValueError(f"header length {length} exceeds the file size {size}")
+            # Checked before a single header byte is read.
+            limits.check("header_bytes", length, "header length")
             handle.seek(8)
-            header = json.loads(handle.read(length))
+            header = limits.load_json(handle.read(length), "header")
     except OSError as error:
         raise ValueError(f"cannot read: {error.strerror or error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"bad header: {short_reason(error)}") from None
     if not isinstance(header, dict):
         raise ValueError("bad header: not a JSON object")
+    limits.check("tensors_per_file", len(header), "tensor count")
     end = 0
     for name, entry in header.items():
         if name == "__metadata__":
             continue
         try:
-            begin, finish = (int(offset) for offset in entry["data_offsets"])
-            if not 0 <= begin <= finish:
+            begin, finish = entry["data_offsets"]
+            shape = entry.get("shape", [])
+            if not (type(begin) is int and type(finish) is int and 0 <= begin <= finish):
                 raise ValueError
+            if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape):
+                raise ValueError
+            limits.check("tensor_dims", len(shape), f"tensor {name!r}: dimension count")
             end = max(end, finish)
         except (KeyError, TypeError, ValueError, IndexError):
             raise ValueError(f"bad header entry for tensor {name!r}") from None
@@ -120,6 +126,9 @@ def read_safetensors(path: str, only: set[str] | None = None) -> Iterator[Item]:
         problem = _validate_with_library(path)
     except ValueError as error:
         problem = str(error)
+    except limits.LimitExceeded as error:
+        yield limit_problem(shown, error)
+        return
     if problem is not None:
         yield Problem("unreadable", shown, f"not a valid safetensors file: {problem}")
         return
