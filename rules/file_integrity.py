@@ -90,6 +90,7 @@ def weightlint_file_problem(problem, context):
     rule = _RULES.get(problem.kind)
     if rule is None or context.options(rule, problem) is None:
         return None
-    severity = Severity.WARNING if problem.detail.get("not_in_index") else None
+    severity = (Severity.WARNING if problem.detail.get("not_in_index")
+                else Severity.INFO if problem.detail.get("inert") else None)
     return rule.finding(problem.reason, file=problem.file, tensor=problem.tensor, severity=severity,
                         **problem.detail)

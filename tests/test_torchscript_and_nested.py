@@ -156,7 +156,7 @@ def test_torchscript_unpickler_refuses_what_the_scan_misses(tmp_path, monkeypatc
     marker = tmp_path / "pwned"
     save_script("evil.pt")
     rewrite_member("evil.pt", "/data.pkl", lambda _: pickle.dumps(TouchFile(str(marker)), protocol=2))
-    monkeypatch.setattr(torchscript, "_offending_globals", lambda archive: [])
+    monkeypatch.setattr(torchscript, "script_offending_globals", lambda archive: [])
 
     report = weightlint.check("evil.pt")
 

@@ -67,7 +67,9 @@ class TensorRecord:
         Such a tensor already is its quantized self: int8 risk and outlier rules do not apply to it.
         """
         kind = self.metadata.get("gguf_type")
-        return kind if kind and str(kind).upper() not in _FLOAT_STORAGE else None
+        if kind and str(kind).upper() not in _FLOAT_STORAGE:
+            return kind
+        return self.metadata.get("onnx_quantization", {}).get("scheme")
 
     @property
     def is_judged(self) -> bool:

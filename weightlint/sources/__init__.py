@@ -10,7 +10,7 @@ import fnmatch
 import os
 from typing import Iterator
 
-from weightlint.sources.base import Item, Problem, Source, display_path
+from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem
 from weightlint.sources.gguf_file import GGUFSource
 from weightlint.sources.huggingface import INDEX_NAMES, ShardedSource
 from weightlint.sources.memory import MemorySource
@@ -20,6 +20,8 @@ from weightlint.sources.torch_pickle import TorchPickleSource
 from weightlint.sources.torchscript import TorchScriptSource, is_torchscript_archive
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+# Pickles that hold no weights a folder scan judges, but whose globals are still checked (WL002).
+ANY_PICKLE_SUFFIXES = (*PICKLE_SUFFIXES, ".pkl", ".pickle", ".jit")
 CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf", ".onnx")
 # Files that Hugging Face ``Trainer`` and Accelerate write next to the weights: trainer state, not
 # weights (``training_args.bin`` even pickles a class). Folder discovery skips them; naming one
@@ -51,10 +53,10 @@ def _sniff(path: str) -> str:
         return "unreadable"
     if head[:4] == b"GGUF":
         return "gguf"
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return "pytorch"
-    if len(head) >= 9 and head[8:9] == b"{":
+    if len(head) >= 9 and head[8:9] == b"{":  # a safetensors header length may begin with 0x80
         return "safetensors"
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
+        return "pytorch"
     return "unknown"
 
 
@@ -68,7 +70,8 @@ def source_for_file(path: str) -> Source:
     if name.endswith(".index.json"):
         return ShardedSource(path)
     if name.endswith(".safetensors"):
-        return SafetensorsSource(path)
+        # A pickle under a safetensors name is read (and its globals named) as the pickle it is.
+        return _pytorch_source(path) if _sniff(path) == "pytorch" else SafetensorsSource(path)
     if name.endswith(PICKLE_SUFFIXES + (".pkl", ".pickle")):
         return _pytorch_source(path)
     kind = _sniff(path)
@@ -84,17 +87,20 @@ def source_for_file(path: str) -> Source:
 
 
 def _folder_sources(folder: str) -> list[Source]:
-    for index_name in INDEX_NAMES:
-        index = os.path.join(folder, index_name)
-        if os.path.isfile(index):
-            return [_with_skipped_note(ShardedSource(index), folder)]
     listed = sorted(os.listdir(folder))
     # Only regular files are read: a FIFO, a device or a symlink to one (which a repository can
     # carry) would block or never end.
     entries = [e for e in listed if os.path.isfile(os.path.join(folder, e))]
+    for index_name in INDEX_NAMES:
+        index = os.path.join(folder, index_name)
+        if os.path.isfile(index):
+            source = ShardedSource(index)
+            return [_with_scanned_pickles(_with_skipped_note(source, folder), folder, entries)]
     special = [e for e in listed if e.endswith(CHECKPOINT_SUFFIXES) and e not in entries
                and not os.path.isdir(os.path.join(folder, e))]
     sources = _regular_folder_sources(folder, entries)
+    if sources:
+        _with_scanned_pickles(sources[0], folder, entries, judged=sources)
     if special and sources:
         sources[0].notes.append(f"{display_path(folder)}: not regular files, not read: {', '.join(special)}")
     elif special:
@@ -106,7 +112,7 @@ def _folder_sources(folder: str) -> list[Source]:
 def _regular_folder_sources(folder: str, entries: list[str]) -> list[Source]:
     safetensors = [e for e in entries if e.endswith(".safetensors")]
     if safetensors:
-        sources = [SafetensorsSource(os.path.join(folder, e)) for e in safetensors]
+        sources = [source_for_file(os.path.join(folder, e)) for e in safetensors]
         return [_with_skipped_note(sources[0], folder), *sources[1:]]
     pickles = [e for e in entries if e.endswith(PICKLE_SUFFIXES)]
     trainer_state = [e for e in pickles if _is_trainer_state(e)]
@@ -116,8 +122,8 @@ def _regular_folder_sources(folder: str, entries: list[str]) -> list[Source]:
         sources = [source_for_file(os.path.join(folder, e)) for e in pickles + others]
         if trainer_state:
             sources[0].notes.append(
-                f"{display_path(folder)}: trainer state files not scanned "
-                f"(pass them explicitly to lint them): {', '.join(trainer_state)}"
+                f"{display_path(folder)}: trainer state files, weights not checked (their globals are; pass "
+                f"them explicitly to lint them): {', '.join(trainer_state)}"
             )
         return sources
     sources: list[Source] = []
@@ -127,6 +133,16 @@ def _regular_folder_sources(folder: str, entries: list[str]) -> list[Source]:
             sources.extend(_folder_sources(root))
             dirs[:] = []
     return sources
+
+
+def _with_scanned_pickles(source: Source, folder: str, entries: list[str], judged: list[Source] = ()) -> Source:
+    """Every other pickle of the folder is checked for unsafe globals (WL002), though its weights
+    are not judged: a malicious ``pytorch_model.bin`` or ``training_args.bin`` next to clean
+    safetensors weights is still what ``from_pretrained`` or a trainer may load."""
+    read = {os.path.abspath(file) for other in [source, *judged] for file in other.files}
+    source.scan_only.extend(os.path.join(folder, e) for e in entries if e.lower().endswith(ANY_PICKLE_SUFFIXES)
+                            and os.path.abspath(os.path.join(folder, e)) not in read)
+    return source
 
 
 def _is_trainer_state(name: str) -> bool:
@@ -139,8 +155,8 @@ def _with_skipped_note(source: Source, folder: str) -> Source:
         skipped = [e for e in sorted(os.listdir(folder)) if e.endswith(PICKLE_SUFFIXES) or e == INDEX_NAMES[1]]
         if skipped:
             source.notes.append(
-                f"{display_path(folder)}: scanned the safetensors weights; also present and not scanned "
-                f"(pass them explicitly to lint them): {', '.join(skipped)}"
+                f"{display_path(folder)}: checked the safetensors weights; also present, weights not checked "
+                f"(their globals are; pass them explicitly to lint them): {', '.join(skipped)}"
             )
     return source
 
@@ -181,7 +197,9 @@ def _with_architecture_notes(sources: list[Source]) -> list[Source]:
         if config is None or os.path.abspath(config) in seen:
             continue
         seen.add(os.path.abspath(config))
-        note = architecture_for(config).note
-        if note and note not in source.notes:
-            source.notes.append(note)
+        found = architecture_for(config)
+        if found.limit_exceeded is not None:
+            source.problems.append(limit_problem(display_path(config), found.limit_exceeded))
+        elif found.note and found.note not in source.notes:
+            source.notes.append(found.note)
     return sources

@@ -23,6 +23,7 @@ import math
 import os
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Iterator
 
 import numpy as np
@@ -135,8 +136,12 @@ class OnnxSource(Source):
             self.notes.append(f"{shown}: {flow.too_deep} subgraphs nested more than {MAX_SUBGRAPH_DEPTH} "
                               "levels deep not read")
         folder = os.path.dirname(os.path.abspath(self._real_path))
+        quantized = _quantized_weights(flow)
         for name, (tensor, usage) in zip(_unique_names([tensor for tensor, _ in kept]), kept):
-            yield _item(tensor.proto, name, shown, folder, usage, self.files)
+            if tensor.key in quantized:
+                yield _dequantized_item(tensor, name, shown, folder, usage, quantized[tensor.key], self.files)
+            else:
+                yield _item(tensor.proto, name, shown, folder, usage, self.files)
 
 
 @dataclass
@@ -254,10 +259,9 @@ class _Dataflow:
         makes a weight. A tensor that nothing reads is a constant (an exporter's leftover), unless
         the graph has no nodes at all: a file of weights alone.
         """
-        from onnx import TensorProto
 
         shape = tuple(int(d) for d in tensor.proto.dims)
-        floating = TensorProto.DataType.Name(tensor.proto.data_type) in _FLOAT_TYPES
+        floating = type_name(tensor.proto.data_type) in _FLOAT_TYPES
         roles: set[str] = set()
         consumers: list[str] = []
         layout = None
@@ -360,45 +364,156 @@ def _unique_names(tensors: list[_Tensor]) -> list[str]:
     return unique
 
 
-def _item(initializer: Any, name: str, shown: str, folder: str, usage: dict[str, Any], files: list[str]) -> Item:
+def type_name(data_type: int) -> str:
+    """An ONNX element type's name; a number no ONNX version defines is named as such."""
     from onnx import TensorProto
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    type_name = TensorProto.DataType.Name(initializer.data_type)
-    dtype = _DTYPES.get(type_name)
+    try:
+        return TensorProto.DataType.Name(data_type)
+    except ValueError:
+        return f"unknown type {data_type}"
+
+
+def _item(initializer: Any, name: str, shown: str, folder: str, usage: dict[str, Any], files: list[str]) -> Item:
+    kind = type_name(initializer.data_type)
+    dtype = _DTYPES.get(kind)
     shape = tuple(int(d) for d in initializer.dims)
+    if kind.startswith("unknown"):
+        return Problem("unreadable", shown, f"initializer of {kind}, which no ONNX version defines", tensor=name)
     if dtype is None:
-        return Problem("unsupported-tensor", shown, f"ONNX {type_name} initializers are not checked",
-                       tensor=name, detail={"onnx_type": type_name, "shape": list(shape)})
-    metadata: dict[str, Any] = {"onnx_type": type_name, **usage.get("metadata", {})}
-    if uses_external_data(initializer):
-        info = ExternalDataInfo(initializer)
-        data_path = os.path.join(folder, info.location)
-        data_shown = display_path(data_path)
-        if data_shown not in files:
-            files.append(data_shown)
-        metadata["external_data"] = data_shown
-        problem = _external_problem(data_path, info, shape, dtype)
-        if problem:
-            return Problem("unreadable", data_shown, problem, tensor=name)
+        return Problem("unsupported-tensor", shown, f"ONNX {kind} initializers are not checked",
+                       tensor=name, detail={"onnx_type": kind, "shape": list(shape)})
+    metadata: dict[str, Any] = {"onnx_type": kind, **usage.get("metadata", {})}
+    problem = _external_data(initializer, name, shown, folder, shape, dtype, files, metadata)
+    if problem is not None:
+        return problem
     return TensorRecord(name=name, shape=shape, dtype=dtype, file=shown,
                         load=lambda initializer=initializer: _read(initializer, folder, dtype),
                         format="onnx", layout=usage.get("layout"), metadata=metadata)
 
 
-def _external_problem(data_path: str, info: Any, shape: tuple[int, ...], dtype: dtypes.DType) -> str | None:
+def _external_data(initializer: Any, name: str, shown: str, folder: str, shape: tuple[int, ...],
+                   dtype: dtypes.DType, files: list[str], metadata: dict[str, Any]) -> Problem | None:
+    """Where an initializer's external data lies (noted in ``files`` and ``metadata``), or why it
+    cannot be read: a location outside the model's folder, a bad offset or length, a short file."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    if not uses_external_data(initializer):
+        return None
+    try:
+        info = ExternalDataInfo(initializer)
+    except (ValueError, TypeError) as error:
+        return Problem("unreadable", shown, f"bad external data entry: {short_reason(error)}", tensor=name)
+    location = str(info.location or "")
+    parts = location.replace("\\", "/").split("/")
+    if not location or os.path.isabs(location) or ".." in parts or ":" in parts[0]:
+        return Problem("unreadable", shown, f"external data location {location!r} is outside the model's folder: "
+                       "refused, not opened", tensor=name)
+    data_path = os.path.join(folder, location)
+    data_shown = display_path(data_path)
+    if data_shown not in files:
+        files.append(data_shown)
+    metadata["external_data"] = data_shown
+    needed = math.prod(shape) * dtype.itemsize
+    offset, length = int(info.offset or 0), int(info.length or needed)
+    if offset < 0 or length != needed:
+        return Problem("unreadable", data_shown, f"external data offset {offset} and length {length} do not hold "
+                       f"the tensor's {needed} bytes", tensor=name)
     if not os.path.isfile(data_path):
-        return f"external data file {info.location} does not exist"
-    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    length = info.length if info.length else needed
-    end = (info.offset or 0) + length
+        return Problem("unreadable", data_shown, f"external data file {location} does not exist", tensor=name)
     size = os.path.getsize(data_path)
-    if end > size:
-        return f"external data file {info.location} is truncated: {size} bytes, the tensor ends at byte {end}"
+    if offset + length > size:
+        return Problem("unreadable", data_shown, f"external data file {location} is truncated: {size} bytes, "
+                       f"the tensor ends at byte {offset + length}", tensor=name)
     return None
 
 
-def _read(initializer: Any, folder: str, dtype: dtypes.DType) -> np.ndarray:
+# -- quantized weights: int8/uint8 initializers with the scale and zero point the graph applies ---------
+
+# op → (weight input, scale input, zero point input, quantization axis of the weight or None for the
+# node's ``axis`` attribute): QLinear ops quantize weights per output channel.
+_QUANTIZED_INPUTS = {"DequantizeLinear": (0, 1, 2, None), "QLinearConv": (3, 4, 5, 0), "QLinearMatMul": (3, 4, 5, -1)}
+# Dynamic quantization: the weight's scale is applied by a later op, not an input of this one.
+_DYNAMIC_QUANTIZED = {"MatMulInteger": 1, "ConvInteger": 1}
+
+
+@dataclass
+class _Quantization:
+    op: str
+    scale: Any = None  # TensorProto
+    zero_point: Any = None  # TensorProto or None
+    axis: int = 1
+    reason: str | None = None  # why it cannot be dequantized here
+
+
+def _quantized_weights(flow: "_Dataflow") -> dict[int, _Quantization]:
+    """Integer tensors that an op dequantizes with constant scales, by value key."""
+    by_key = {tensor.key: tensor for tensor in flow.tensors}
+    found: dict[int, _Quantization] = {}
+    for node in flow.nodes:
+        if node.op in _DYNAMIC_QUANTIZED:
+            key = node.inputs[_DYNAMIC_QUANTIZED[node.op]] if len(node.inputs) > 1 else None
+            if key in by_key:
+                found[key] = _Quantization(node.op, reason="dynamically quantized: its scale is applied by a "
+                                                           "later op, so its values are not checked")
+            continue
+        if node.op not in _QUANTIZED_INPUTS or node.proto is None:
+            continue
+        weight, scale, zero_point, axis = _QUANTIZED_INPUTS[node.op]
+        keys = node.inputs + [None] * 6
+        if keys[weight] not in by_key or type_name(by_key[keys[weight]].proto.data_type) not in ("INT8", "UINT8"):
+            continue
+        attributes = _attributes(node.proto)
+        if keys[scale] not in by_key:
+            found[keys[weight]] = _Quantization(node.op, reason="its scale is computed at run time; values not checked")
+        elif attributes.get("block_size"):
+            found[keys[weight]] = _Quantization(node.op, reason="blocked quantization; values not checked")
+        else:
+            found[keys[weight]] = _Quantization(node.op, by_key[keys[scale]].proto,
+                                                by_key[keys[zero_point]].proto if keys[zero_point] in by_key else None,
+                                                attributes.get("axis", 1) if axis is None else axis)
+    return found
+
+
+def _dequantized_item(tensor: "_Tensor", name: str, shown: str, folder: str, usage: dict[str, Any],
+                      quantization: _Quantization, files: list[str]) -> Item:
+    """An int8/uint8 weight as the float values the graph computes with: (q − zero point) × scale."""
+    shape = tuple(int(d) for d in tensor.proto.dims)
+    kind = type_name(tensor.proto.data_type)
+    if quantization.reason:
+        return Problem("unsupported-tensor", shown, f"{kind} weight of {quantization.op}, {quantization.reason}",
+                       tensor=name, detail={"onnx_type": kind, "shape": list(shape)})
+    scale_size = math.prod(int(d) for d in quantization.scale.dims)
+    axis = quantization.axis % len(shape) if shape else 0
+    if scale_size not in (1, shape[axis] if shape else 1):
+        return Problem("unreadable", shown, f"{quantization.op} scale has {scale_size} values for an axis of "
+                       f"{shape[axis] if shape else 1}", tensor=name)
+    metadata: dict[str, Any] = {"onnx_type": kind, **usage.get("metadata", {})}
+    problem = _external_data(tensor.proto, name, shown, folder, shape, _DTYPES[kind], files, metadata)
+    if problem is not None:
+        return problem
+    granularity = "per-tensor" if scale_size == 1 else f"per-channel (axis {axis})"
+    symmetric = quantization.zero_point is None or not np.any(_read(quantization.zero_point, folder, None))
+    metadata["onnx_quantization"] = {"scheme": f"{kind.lower()} {granularity} {'symmetric' if symmetric else 'asymmetric'}",
+                                     "op": quantization.op}
+    return TensorRecord(name=name, shape=shape, dtype=dtypes.float32, file=shown,
+                        load=partial(_dequantize, tensor.proto, quantization, axis, folder),
+                        format="onnx", layout=usage.get("layout"), metadata=metadata)
+
+
+def _dequantize(proto: Any, quantization: _Quantization, axis: int, folder: str) -> np.ndarray:
+    values = _read(proto, folder, None).astype(np.float32)
+    scale = _read(quantization.scale, folder, None).astype(np.float32).reshape(-1)
+    zero = (_read(quantization.zero_point, folder, None).astype(np.float32).reshape(-1)
+            if quantization.zero_point is not None else np.zeros(1, np.float32))
+    broadcast = [1] * values.ndim
+    if values.ndim and scale.size > 1:
+        broadcast[axis] = scale.size
+    return ((values - zero.reshape(broadcast if zero.size > 1 else [1] * values.ndim))
+            * scale.reshape(broadcast if scale.size > 1 else [1] * values.ndim)).astype(np.float32)
+
+
+def _read(initializer: Any, folder: str, dtype: dtypes.DType | None) -> np.ndarray:
     from onnx import TensorProto, numpy_helper
     from onnx.external_data_helper import uses_external_data
 
@@ -411,7 +526,7 @@ def _read(initializer: Any, folder: str, dtype: dtypes.DType) -> np.ndarray:
     else:
         array = numpy_helper.to_array(initializer)
     array = np.ascontiguousarray(array)
-    if dtype.name == "bfloat16" or dtype.name.startswith("float8"):
+    if dtype is not None and (dtype.name == "bfloat16" or dtype.name.startswith("float8")):
         # ml_dtypes arrays: decode the stored bits exactly, to float32.
         bits = array.view(_BIT_VIEWS[array.dtype.itemsize]).reshape(-1).view(np.uint8)
         return dtypes.decode(bits.copy(), dtype, tuple(array.shape))

@@ -1,10 +1,11 @@
-"""PyTorch pickles (``.bin .pt .pth .ckpt``), loaded with ``weights_only=True`` and memory-mapped.
+"""PyTorch pickles (``.bin .pt .pth .ckpt``), read without running anything in them.
 
-Nothing in the file is ever executed: PyTorch's restricted unpickler refuses every global outside
-plain tensors and containers. When loading fails, the pickle is read opcode by opcode
-(``pickletools``, nothing imported or called) to name every global it would import; any outside
-PyTorch's allowlist is reported as WL002. This also covers plain ``pickle.dump`` files (protocol 4+),
-which PyTorch's unpickler cannot parse at all.
+A torch.save zip is read by weightlint's own restricted unpickler (``torch_archive``): containers,
+PyTorch's weights-only allowlist and deferred tensors, each read from its storage member when it
+is checked; so every pickle protocol (0–5), compressed members and short members are handled. A
+legacy (pre-1.6) pickle is loaded with ``torch.load(weights_only=True)``. When loading fails, the
+pickle is read opcode by opcode (``pickletools``, nothing imported or called) to name every global
+it would import; any outside PyTorch's allowlist is reported as WL002 (graded: see pickle_scan).
 
 Trainers nest the weights anywhere (``{"model_state": ..., "optimizer_state": ..., "step": 3}``):
 the loaded object is searched for tensors, optimizer state left out.
@@ -12,17 +13,19 @@ the loaded object is searched for tensors, optimizer state left out.
 
 from __future__ import annotations
 
-import _compat_pickle
 import io
 import pickle
-import pickletools
 import re
 import warnings
 import zipfile
-from typing import IO, Any, Iterator, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 from weightlint.record import TensorRecord
-from weightlint.sources.base import Item, Problem, Source, display_path
+from weightlint import limits
+from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
+from weightlint.sources.pickle_scan import allowed_globals, scan_pickle, unsafe_pickle_problem
+from weightlint.sources.torch_archive import (MAX_DEPTH, RefusedGlobal, is_deferred_tensor, read_pickle_member,
+                                              root_dir, starts_like_zip, unpickle)
 
 # Where trainers nest the model's weights (Lightning, DeepSpeed, plain ``{"model": ...}``, EMA): when
 # one of these holds tensors, tensors elsewhere (Lightning's callback scores …) are not weights.
@@ -30,30 +33,55 @@ NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "ema_state_d
 # Optimizer state is not weights, wherever it is nested (any ``{"state", "param_groups"}`` mapping too).
 _OPTIMIZER_KEY = re.compile(r"optim(izer)?s?(_?states?)?(_?dicts?)?|exp_avg(_sq)?|max_exp_avg_sq|momentum_buffer",
                             re.IGNORECASE)
-# Deeper objects are not searched: a self-referencing or adversarial pickle must not exhaust the stack.
-MAX_DEPTH = 64
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation",
                 "Re-running `torch.load`", "In PyTorch 2.6", "You can use", "WeightsUnpickler error")
 
 
 def _is_tensor(value: Any) -> bool:
-    """A torch.Tensor, asked without importing torch (a mapping of them means torch is loaded)."""
+    """A torch.Tensor (asked without importing torch) or a tensor of an archive, not yet read."""
     import sys
 
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
+    return (torch is not None and isinstance(value, torch.Tensor)) or is_deferred_tensor(value)
 
 
 def _load(path: str) -> Any:
-    import torch  # a pickle needs PyTorch to be read; safetensors, GGUF and ONNX files do not
+    if starts_like_zip(path):
+        with zipfile.ZipFile(path) as archive:
+            return unpickle(archive, path, root_dir(archive), "data", script=False)
+    import torch  # a legacy pickle needs PyTorch to be read; no other format does
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if zipfile.is_zipfile(path):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         # Legacy (pre-1.6) pickles cannot be memory-mapped; they are read whole.
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def offending_globals(path: str) -> tuple[list[str], str | None]:
+    """Unsafe globals the file's pickle(s) would import, and a better reason when it is a plain pickle.
+
+    A file is scanned as what torch.load takes it for (a zip when it starts like one, else a
+    pickle), and a pickle with a zip appended has both parts scanned.
+    """
+    allowed = allowed_globals()
+    found: list[str] = []
+    hint = None
+    try:
+        if not starts_like_zip(path):
+            with open(path, "rb") as handle:
+                found, complete, legacy = scan_pickle(handle)
+            if complete and not legacy:
+                hint = "a plain Python pickle, not a file written by torch.save"
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    if member.endswith(".pkl"):
+                        found.extend(scan_pickle(io.BytesIO(read_pickle_member(archive, member)), max_pickles=1)[0])
+    except Exception:  # unreadable: the load error says why
+        return [name for name in dict.fromkeys(found) if name not in allowed], None
+    unsafe = [name for name in dict.fromkeys(found) if name not in allowed]
+    return unsafe, hint
 
 
 def _reason(error: BaseException) -> str:
@@ -64,148 +92,6 @@ def _reason(error: BaseException) -> str:
 
 def _unsafe_globals(error: BaseException) -> list[str]:
     return _UNSAFE_GLOBAL.findall(str(error))
-
-
-# -- static scan: what a pickle would import, read from its opcodes without executing anything --------
-
-_STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
-               "BINUNICODE8"}
-_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
-_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
-_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (non-zip) torch.save file
-# How a few builtins modules are imported in practice (``os.system`` pickles as ``posix.system``).
-_MODULE_ALIASES = {"posix": "os", "nt": "os", "_io": "io"}
-_LISTED_GLOBALS = 5  # the message names this many; the finding's ``globals`` keeps them all
-_allowed: set[str] | None = None
-
-
-def allowed_globals() -> set[str]:
-    """The globals PyTorch's restricted unpickler accepts (plain tensors, storages, containers)."""
-    global _allowed
-    if _allowed is None:
-        try:
-            from torch import _weights_only_unpickler
-
-            _allowed = set(_weights_only_unpickler._get_allowed_globals())
-        except Exception:  # private API: fall back to the obvious set
-            _allowed = set()
-        _allowed |= {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch.Size",
-                     "torch._utils._rebuild_parameter", "_codecs.encode", "builtins.set"}
-    return _allowed
-
-
-def python3_name(module: str, attr: str) -> str:
-    """Protocol 0-2 pickles name Python 2 modules (``__builtin__.set``); map them as pickle does."""
-    module, attr = _compat_pickle.NAME_MAPPING.get((module, attr), (module, attr))
-    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-    return f"{module}.{attr}"
-
-
-def _scan_one(stream: IO[bytes]) -> tuple[list[str], bool] | None:
-    """Globals of the next complete pickle in ``stream`` and whether it is torch's magic number.
-
-    None when the bytes are not one complete pickle: globals of garbage are not trusted.
-    """
-    found: list[str] = []
-    memo: dict[int, Any] = {}
-    strings: list[str] = []  # strings pushed so far, most recent last (STACK_GLOBAL's operands)
-    last: Any = None  # what the previous opcode left on top of the stack, when it is a string
-    magic = False
-    try:
-        for opcode, arg, _ in pickletools.genops(stream):
-            name = opcode.name
-            top: Any = None
-            if name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                found.append(python3_name(module, attr))
-            elif name == "STACK_GLOBAL":
-                found.append(".".join(strings[-2:]) if len(strings) >= 2 else "<unresolved global>")
-            elif name in ("EXT1", "EXT2", "EXT4"):
-                found.append(f"<copyreg extension {arg}>")
-            elif name in _STRING_OPS:
-                top = arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)
-                strings.append(top)
-            elif name == "MEMOIZE":
-                memo[len(memo)] = last
-                top = last
-            elif name in _PUT_OPS:
-                memo[int(arg)] = last
-                top = last
-            elif name in _GET_OPS:
-                top = memo.get(int(arg))
-                if isinstance(top, str):
-                    strings.append(top)
-            elif name == "LONG1" and arg == _TORCH_MAGIC:
-                magic = True
-            elif name == "FRAME":
-                top = last
-            last = top
-    except Exception:  # not a complete pickle
-        return None
-    return found, magic
-
-
-def scan_pickle(data: IO[bytes], max_pickles: int = 5) -> tuple[list[str], bool, bool]:
-    """(globals, complete, torch_legacy) of the pickles at the start of ``data``, never executed.
-
-    A legacy torch.save file is five pickles (magic, protocol, sys info, object, storage keys)
-    followed by raw storage bytes, which are not scanned.
-    """
-    found: list[str] = []
-    complete = False
-    legacy = False
-    for position in range(max_pickles):
-        start = data.tell()
-        if not data.read(1):
-            break
-        data.seek(start)
-        scanned = _scan_one(data)
-        if scanned is None:
-            break
-        globals_, magic = scanned
-        if position == 0:
-            legacy = magic
-        found.extend(globals_)
-        complete = True
-    return found, complete, legacy
-
-
-def _offending_globals(path: str) -> tuple[list[str], str | None]:
-    """Unsafe globals the file's pickle(s) would import, and a better reason when it is a plain pickle."""
-    allowed = allowed_globals()
-    found: list[str] = []
-    hint = None
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for member in archive.namelist():
-                    if member.endswith(".pkl"):
-                        with archive.open(member) as handle:
-                            found.extend(scan_pickle(io.BytesIO(handle.read()), max_pickles=1)[0])
-        else:
-            with open(path, "rb") as handle:
-                found, complete, legacy = scan_pickle(handle)
-            if complete and not legacy:
-                hint = "a plain Python pickle, not a file written by torch.save"
-    except Exception:  # unreadable: the load error says why
-        return [], None
-    unsafe = [name for name in dict.fromkeys(found) if name not in allowed]
-    return unsafe, hint
-
-
-def _shown_global(name: str) -> str:
-    module, _, attr = name.rpartition(".")
-    alias = _MODULE_ALIASES.get(module)
-    return f"{name} ({alias}.{attr})" if alias and attr else name
-
-
-def unsafe_pickle_problem(shown: str, offending: list[str]) -> Problem:
-    """WL002 naming the first few globals a pickle would import; ``detail`` keeps them all."""
-    shown_names = [_shown_global(name) for name in offending[:_LISTED_GLOBALS]]
-    more = len(offending) - _LISTED_GLOBALS
-    names = ", ".join(shown_names) + (f" and {more} more" if more > 0 else "")
-    return Problem("unsafe-pickle", shown, f"loading would import or call {names}; not executed",
-                   detail={"globals": offending})
 
 
 # -- where the weights are: a search of the loaded object ---------------------------------------------
@@ -329,6 +215,18 @@ def flatten_tensors(mapping: Mapping) -> Iterator[tuple[str, Any]]:
             yield ".".join(path), tensor
 
 
+def scan_problem(path: str) -> Problem | None:
+    """WL002 for a pickle whose weights are not judged, from its opcodes alone (nothing loaded)."""
+    from weightlint.sources.torchscript import is_torchscript_archive, script_offending_globals
+
+    if is_torchscript_archive(path):
+        with zipfile.ZipFile(path) as archive:
+            offending = script_offending_globals(archive)
+    else:
+        offending = offending_globals(path)[0]
+    return unsafe_pickle_problem(display_path(path), offending) if offending else None
+
+
 class TorchPickleSource(Source):
     def __init__(self, path: str) -> None:
         super().__init__(path=display_path(path), format="pytorch", files=[display_path(path)])
@@ -343,13 +241,16 @@ def read_torch_pickle(path: str, only: set[str] | None = None, notes: list[str] 
     shown = display_path(path)
     try:
         obj = _load(path)
+    except limits.LimitExceeded as error:
+        yield limit_problem(shown, error)
+        return
     except Exception as error:  # UnpicklingError, RuntimeError, EOFError, zipfile errors …
-        # PyTorch names the first global it refused; a pickle its unpickler cannot even parse
-        # (protocol 4+, written by pickle.dump) is read opcode by opcode, still never executed.
-        # The scan names every offending global, fully qualified; PyTorch names the first one only
-        # (builtins without their module: ``exec``), so its word is the fallback.
-        scanned, hint = _offending_globals(path)
-        refused = _unsafe_globals(error) if isinstance(error, pickle.UnpicklingError) else []
+        # The unpicklers name the first global they refused; a pickle PyTorch's cannot even parse
+        # (written by pickle.dump) is read opcode by opcode, still never executed. The scan names
+        # every offending global, fully qualified; the unpickler's word is the fallback.
+        scanned, hint = offending_globals(path)
+        refused = ([error.name] if isinstance(error, RefusedGlobal) else
+                   _unsafe_globals(error) if isinstance(error, pickle.UnpicklingError) else [])
         offending = scanned or list(dict.fromkeys(n if "." in n else f"builtins.{n}" for n in refused))
         if offending:
             yield unsafe_pickle_problem(shown, offending)
@@ -370,12 +271,25 @@ def read_torch_pickle(path: str, only: set[str] | None = None, notes: list[str] 
     for name, tensor in found.tensors.items():
         if only is not None and name not in only:
             continue
-        yield TensorRecord(
-            name=name,
-            shape=tuple(tensor.shape),
-            dtype=tensor.dtype,
-            file=shown,
-            load=lambda tensor=tensor: tensor,
-            format="pytorch",
-            metadata=dict(metadata),
-        )
+        try:
+            yield _record(name, tensor, shown, metadata)
+        except Exception as error:  # a malformed rebuild call
+            yield Problem("unreadable", shown, f"tensor unreadable: {short_reason(error)}", tensor=name)
+
+
+def _record(name: str, tensor: Any, shown: str, metadata: dict) -> Item:
+    """A tensor's record, or WL007 for a view that repeats its storage (``expand()``): its values
+    are the stored ones, and materializing it could take far more memory than the file holds."""
+    if is_deferred_tensor(tensor):
+        shape, dtype = tensor.shape_and_dtype()
+        expanded, load = tensor.expanded(), tensor.load
+    else:
+        shape, dtype, load = tuple(tensor.shape), tensor.dtype, lambda: tensor
+        stored = tensor.untyped_storage().nbytes() // max(1, tensor.element_size())
+        expanded = (tensor.numel(), stored) if tensor.numel() > stored else None
+    if expanded is not None:
+        return Problem("unsupported-tensor", shown, f"an expanded view: {expanded[0]:,} values repeat "
+                       f"{expanded[1]:,} stored ones; values not checked", tensor=name,
+                       detail={"shape": list(shape)})
+    return TensorRecord(name=name, shape=tuple(shape), dtype=dtype, file=shown, load=load, format="pytorch",
+                        metadata=dict(metadata))

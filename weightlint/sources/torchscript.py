@@ -13,196 +13,29 @@ comes from the class declarations in ``code/``, parsed with ``ast``, never execu
 from __future__ import annotations
 
 import ast
-import importlib
 import io
-import pickle
-import warnings
 import zipfile
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Iterator, Mapping
 
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
-from weightlint.sources.torch_pickle import (MAX_DEPTH, allowed_globals, counted, examples, python3_name,
-                                             scan_pickle, unsafe_pickle_problem)
-
-# torch.jit._pickle's helpers tag lists with their TorchScript type; each returns its argument.
-_JIT_HELPERS = {f"torch.jit._pickle.{name}" for name in (
-    "build_intlist", "build_tensorlist", "build_doublelist", "build_boollist", "build_tensor_from_id",
-    "restore_type_tag")}
-_REBUILD_PREFIXES = ("torch._utils._rebuild_", "torch._tensor._rebuild_")
-# Rebuild functions whose arguments give the shape (and the storage the dtype) without reading data.
-_STORAGE_REBUILDS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_qtensor")
-_PARAMETER_REBUILDS = ("_rebuild_parameter", "_rebuild_parameter_with_state")
-_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: C types such as OrderedDict, torch.Size, torch.device
+from weightlint.sources.pickle_scan import allowed_globals, scan_pickle, unsafe_pickle_problem
+from weightlint.sources.torch_archive import (_JIT_HELPERS, MAX_DEPTH, RefusedGlobal, _ScriptObject, _Tensor,
+                                              read_pickle_member, root_dir, starts_like_zip, unpickle)
+from weightlint.sources.torch_pickle import counted, examples
 
 
 def is_torchscript_archive(path: str) -> bool:
     """A zip holding TorchScript code or constants, which a torch.save checkpoint never has."""
     try:
-        if not zipfile.is_zipfile(path):
+        if not starts_like_zip(path):
             return False
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (OSError, zipfile.BadZipFile):
         return False
     return any(name.split("/")[-1] == "constants.pkl" or "code" in name.split("/")[:-1] for name in names)
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """A global outside what a TorchScript archive may name: the archive is unsafe."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"refused global {name}")
-        self.name = name
-
-
-# The unpickler's own objects are frozen with slots: a pickle's BUILD opcode cannot rewrite them
-# (say, point a storage at another file).
-@dataclass(frozen=True, slots=True)
-class _StorageType:
-    """What a storage class global stands for in a persistent id: the element type."""
-
-    dtype: Any  # torch.dtype
-
-
-@dataclass(frozen=True, slots=True)
-class _Storage:
-    """A storage of the archive, read only when a tensor on it is loaded."""
-
-    archive: str
-    member: str
-    dtype: Any  # torch.dtype
-    numel: int
-    big_endian: bool
-
-    def read(self) -> Any:
-        import torch
-
-        with zipfile.ZipFile(self.archive) as archive:
-            raw = archive.read(self.member)
-        size = self.numel * self.dtype.itemsize
-        if len(raw) < size:
-            raise ValueError(f"{self.member} holds {len(raw)} bytes, its tensors need {size}")
-        untyped = torch.UntypedStorage.from_buffer(raw if len(raw) == size else raw[:size], dtype=torch.uint8)
-        if self.big_endian and self.dtype.itemsize > 1:
-            untyped.byteswap(self.dtype)
-        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=self.dtype, _internal=True)
-
-
-class _Tensor:
-    """A tensor of the archive: the rebuild call PyTorch would make, deferred until its data is needed."""
-
-    __slots__ = ("rebuild", "args")
-
-    def __init__(self, rebuild: Any, *args: Any) -> None:
-        self.rebuild = rebuild
-        self.args = args
-
-    def load(self) -> Any:
-        return self.rebuild(*(_materialized(arg) for arg in self.args)).detach()
-
-    def shape_and_dtype(self) -> tuple[tuple[int, ...], Any]:
-        name, args = self.rebuild.__name__, self.args
-        if name in _STORAGE_REBUILDS and isinstance(args[0], _Storage):
-            return tuple(int(size) for size in args[2]), args[0].dtype
-        if name == "_rebuild_tensor_v3" and isinstance(args[0], _Storage):
-            return tuple(int(size) for size in args[2]), args[6]
-        if name in _PARAMETER_REBUILDS and isinstance(args[0], _Tensor):
-            return args[0].shape_and_dtype()
-        tensor = self.load()  # sparse, nested, subclass …: rare enough to build once for the shape
-        return tuple(tensor.shape), tensor.dtype
-
-
-def _materialized(value: Any, depth: int = 0) -> Any:
-    """Rebuild arguments with storages read and tensors built (quantizer parameters hold tensors)."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"rebuild arguments nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, _Storage):
-        return value.read()
-    if isinstance(value, _Tensor):
-        return value.load()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_materialized(item, depth + 1) for item in value)
-    return value
-
-
-class _ScriptObject:
-    """An inert stand-in for a ``__torch__`` object: its class name and the state pickled for it."""
-
-    qualified_name = "__torch__"
-    state: Any = None
-
-    def __init__(self, *args: Any) -> None:
-        self.state = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-def _plain_value(value: Any, *_type_tag: Any) -> Any:
-    return value
-
-
-def _inert(obj: Any) -> bool:
-    """Nothing a pickle's BUILD could change: an immutable type, or an object without a writable __dict__."""
-    if isinstance(obj, type):
-        return bool(obj.__flags__ & _IMMUTABLE_TYPE)
-    return not isinstance(getattr(obj, "__dict__", None), dict)
-
-
-def _storage_dtype(storage_class: Any) -> Any:
-    import torch
-
-    if storage_class is torch.UntypedStorage:
-        return torch.uint8
-    with warnings.catch_warnings():  # the legacy classes (FloatStorage …) warn that TypedStorage is deprecated
-        warnings.simplefilter("ignore")
-        dtype = getattr(storage_class, "dtype", None)
-    if not isinstance(dtype, torch.dtype):
-        raise pickle.UnpicklingError(f"{storage_class} is not a storage class of one dtype")
-    return dtype
-
-
-class _ArchiveUnpickler(pickle.Unpickler):
-    """Builds nothing but containers, stand-ins and deferred tensors; any other global is refused."""
-
-    def __init__(self, data: bytes, archive: str, tensor_dir: str, big_endian: bool) -> None:
-        super().__init__(io.BytesIO(data))
-        self._archive = archive
-        self._tensor_dir = tensor_dir
-        self._big_endian = big_endian
-        self._classes: dict[str, type] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        # Only immutable objects or fresh wrappers are handed out: BUILD may set attributes on them.
-        full = python3_name(module, name)
-        if full.startswith("__torch__."):
-            if full not in self._classes:
-                self._classes[full] = type(name, (_ScriptObject,), {"qualified_name": full})
-            return self._classes[full]
-        if full in _JIT_HELPERS:
-            return partial(_plain_value)
-        if full not in allowed_globals():
-            raise RefusedGlobal(full)
-        module, _, name = full.rpartition(".")
-        found = getattr(importlib.import_module(module), name)
-        if full.startswith(_REBUILD_PREFIXES):
-            return partial(_Tensor, found)
-        if name.endswith("Storage"):
-            return _StorageType(_storage_dtype(found))
-        if not _inert(found):
-            raise pickle.UnpicklingError(f"{full} is not expected in a TorchScript archive")
-        return found
-
-    def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:80]}")
-        _, storage_type, key, _location, numel = pid
-        if not isinstance(storage_type, _StorageType):
-            raise pickle.UnpicklingError(f"persistent id names no storage class: {str(pid)[:80]}")
-        return _Storage(self._archive, f"{self._tensor_dir}{key}", storage_type.dtype, int(numel), self._big_endian)
 
 
 @dataclass(frozen=True)
@@ -318,40 +151,26 @@ class _ModuleTree:
             self._other(inner, f"{name}.{key}", depth + 1)
 
 
-def _offending_globals(archive: zipfile.ZipFile) -> list[str]:
+def script_offending_globals(archive: zipfile.ZipFile) -> list[str]:
     """Globals of the archive's pickles, read from the opcodes, that TorchScript weights never need."""
     allowed = allowed_globals() | _JIT_HELPERS
     found: list[str] = []
     for member in archive.namelist():
         if member.endswith(".pkl"):
-            found.extend(scan_pickle(io.BytesIO(archive.read(member)), max_pickles=1)[0])
+            found.extend(scan_pickle(io.BytesIO(read_pickle_member(archive, member)), max_pickles=1)[0])
     return [name for name in dict.fromkeys(found) if name not in allowed and not name.startswith("__torch__.")]
-
-
-def _root_dir(archive: zipfile.ZipFile) -> str:
-    """The archive's top folder (its name is the file's at save time), where data.pkl lies."""
-    for name in archive.namelist():
-        if name.endswith("/data.pkl") and name.count("/") == 1:
-            return name[: -len("data.pkl")]
-    raise ValueError("no data.pkl in the archive")
-
-
-def _unpickle(archive: zipfile.ZipFile, path: str, root: str, name: str) -> Any:
-    big_endian = f"{root}byteorder" in archive.namelist() and archive.read(f"{root}byteorder").strip() == b"big"
-    unpickler = _ArchiveUnpickler(archive.read(f"{root}{name}.pkl"), path, f"{root}{name}/", big_endian)
-    return unpickler.load()
 
 
 def _read_archive(archive: zipfile.ZipFile, path: str) -> tuple[_ModuleTree, int]:
     """The module tree of data.pkl, and how many non-empty tensors constants.pkl holds."""
-    root = _root_dir(archive)
-    model = _unpickle(archive, path, root, "data")
+    root = root_dir(archive)
+    model = unpickle(archive, path, root, "data", script=True)
     if not isinstance(model, _ScriptObject):
         raise ValueError(f"data.pkl holds a {type(model).__name__}, not a TorchScript module")
     tree = _ModuleTree(_Declarations(archive, f"{root}code/"))
     tree.module(model)
     has_constants = f"{root}constants.pkl" in archive.namelist()
-    return tree, _constant_tensors(_unpickle(archive, path, root, "constants")) if has_constants else 0
+    return tree, _constant_tensors(unpickle(archive, path, root, "constants", script=True)) if has_constants else 0
 
 
 def _constant_tensors(constants: Any) -> int:
@@ -374,7 +193,7 @@ def read_torchscript(path: str, notes: list[str]) -> Iterator[Item]:
     shown = display_path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            offending = _offending_globals(archive)
+            offending = script_offending_globals(archive)
             if not offending:
                 tree, constant_tensors = _read_archive(archive, path)
     except RefusedGlobal as error:  # a global the opcode scan could not name
