@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from weightlint.finding import Finding, Severity
 from weightlint.rule import Rule
@@ -22,12 +23,35 @@ IN_MEMORY_FORMATS = ("module", "state-dict")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def unicode_safe(text: object) -> str:
+    """``text`` with the bytes of a file name that is not valid UTF-8 (Python keeps them as lone
+    surrogates, which no encoder writes) shown as ``\\xff`` escapes."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def unicode_safe_tree(value: Any) -> Any:
+    """A JSON document with ``unicode_safe`` applied to every string (keys included)."""
+    if isinstance(value, str):
+        return unicode_safe(value)
+    if isinstance(value, dict):
+        return {unicode_safe_tree(key): unicode_safe_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [unicode_safe_tree(item) for item in value]
+    return value
+
+
 def printable(text: object, keep: str = "") -> str:
     """``text`` with every control character but those in ``keep`` shown as its escape (``\\n``,
     ``\\x1b``), so a name from a checkpoint can never forge a line of the report or send terminal
-    escapes. (GitHub's workflow commands keep CR and LF: they percent-encode them.)"""
+    escapes, and with invalid UTF-8 escaped (see ``unicode_safe``). (GitHub's workflow commands keep
+    CR and LF: they percent-encode them.)"""
     return _CONTROL.sub(lambda match: match.group() if match.group() in keep
-                        else match.group().encode("unicode_escape").decode("ascii"), str(text))
+                        else match.group().encode("unicode_escape").decode("ascii"), unicode_safe(text))
 
 
 def is_file_rule(rule: Rule) -> bool:

@@ -7,7 +7,12 @@ annotation names the file and no line.
 
 from __future__ import annotations
 
-from weightlint.reporters._common import GITHUB_COMMANDS, in_memory_labels, printable, relative_path
+from weightlint.reporters._common import (
+    GITHUB_COMMANDS,
+    in_memory_labels,
+    printable,
+    relative_path,
+)
 
 
 def escape_data(text: str) -> str:

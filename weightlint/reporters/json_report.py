@@ -7,6 +7,7 @@ from typing import Any
 
 from weightlint._version import __version__
 from weightlint.finding import json_safe
+from weightlint.reporters._common import unicode_safe_tree
 
 SCHEMA_VERSION = 2
 
@@ -25,4 +26,4 @@ def document(report) -> dict[str, Any]:
 
 
 def render(report, **_options) -> str:
-    return json.dumps(document(report), indent=2, allow_nan=False) + "\n"
+    return json.dumps(unicode_safe_tree(document(report)), indent=2, allow_nan=False) + "\n"

@@ -13,9 +13,9 @@ import json
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from weightlint._version import __version__
-from weightlint.formatting import number
-from weightlint.reporters._common import Case, is_at_or_above, suites
 from weightlint.finding import json_safe
+from weightlint.formatting import number
+from weightlint.reporters._common import Case, is_at_or_above, printable, suites
 
 
 def _details(finding) -> str:
@@ -29,16 +29,18 @@ def _details(finding) -> str:
         lines.append(f"tensor: {finding.tensor}")
     if finding.location:
         lines.append(f"location: {json.dumps(json_safe(finding.location))}")
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines), keep="\n") + "\n"
 
 
 def _test_case(case: Case, report) -> TestCase:
-    test_case = TestCase(name=case.tensor if case.tensor is not None else (case.file or "<no file>"),
-                         classname=case.title, file=case.file, allow_multiple_subelements=True)
+    # XML 1.0 admits no control characters and no lone surrogates: names are shown escaped.
+    test_case = TestCase(name=printable(case.tensor if case.tensor is not None else (case.file or "<no file>")),
+                         classname=case.title, file=printable(case.file) if case.file else None,
+                         allow_multiple_subelements=True)
     below = []
     for finding in case.findings:
         if is_at_or_above(finding, report):
-            test_case.add_failure_info(message=finding.message, output=_details(finding),
+            test_case.add_failure_info(message=printable(finding.message), output=_details(finding),
                                        failure_type=str(finding.severity))
         else:
             below.append(f"below --fail-on {report.config.fail_on}: " + _details(finding))
@@ -54,7 +56,7 @@ def render(report, **_options) -> str:
         properties = {
             "weightlint": __version__,
             "format": suite.format,
-            "files": " ".join(suite.files),
+            "files": printable(" ".join(suite.files)),
             "fail_on": summary["fail_on"],
             "health_score": str(summary["health_score"]),
             "verdict": summary["verdict"],
@@ -62,6 +64,6 @@ def render(report, **_options) -> str:
         }
         if report.interrupted:
             properties["interrupted"] = "true"
-        junit_suites.append(TestSuite(name=suite.name, test_cases=[_test_case(c, report) for c in suite.cases],
-                                      file=suite.name, properties=properties))
+        junit_suites.append(TestSuite(name=printable(suite.name), test_cases=[_test_case(c, report) for c in suite.cases],
+                                      file=printable(suite.name), properties=properties))
     return to_xml_report_string(junit_suites, prettyprint=True, encoding="utf-8")

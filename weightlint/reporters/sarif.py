@@ -14,9 +14,14 @@ from typing import Any
 from urllib.parse import quote
 
 from weightlint._version import __version__
-from weightlint.finding import Finding
-from weightlint.reporters._common import SARIF_LEVELS, in_memory_labels, relative_path, rules_run
-from weightlint.finding import json_safe
+from weightlint.finding import Finding, json_safe
+from weightlint.reporters._common import (
+    SARIF_LEVELS,
+    in_memory_labels,
+    relative_path,
+    rules_run,
+    unicode_safe_tree,
+)
 from weightlint.rule import Rule
 
 SARIF_VERSION = "2.1.0"
@@ -44,14 +49,14 @@ def artifact_location(file: str) -> dict[str, Any]:
     path = relative_path(file)
     if os.path.isabs(path):
         return {"uri": Path(path).as_uri()}
-    return {"uri": quote(path), "uriBaseId": SOURCE_ROOT}
+    return {"uri": quote(os.fsencode(path)), "uriBaseId": SOURCE_ROOT}  # bytes: a non-UTF-8 name is %-escaped
 
 
 def fingerprint(finding: Finding) -> str:
     """Stable across runs and machines: rule, file (as shown in the SARIF) and tensor."""
     file = relative_path(finding.file) if finding.file else ""
     key = "\x00".join((finding.code, file, finding.tensor or ""))
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _result(finding: Finding, rule_index: dict[str, int], in_memory: set[str]) -> dict[str, Any]:
@@ -144,4 +149,4 @@ def document(report) -> dict[str, Any]:
 
 
 def render(report, **_options) -> str:
-    return json.dumps(document(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(unicode_safe_tree(document(report)), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
