@@ -84,10 +84,22 @@ def test_no_disables_non_finite(capsys, checkpoint, blocked):
     assert document["tensors"]["nan.weight"]["finite"]["nan_count"] == 1
 
 
-def test_no_with_an_unknown_name_is_harmless(capsys, checkpoint):
-    code, document = run_json(capsys, checkpoint, "-p", "no:not-a-plugin")
+def test_no_with_an_unknown_name_is_a_usage_error_with_a_suggestion(capsys, checkpoint):
+    assert cli.main([str(checkpoint), "-p", "no:not-a-plugin"]) == 4
+    assert "-p no:not-a-plugin: no plugin, rule code or rule name" in capsys.readouterr().err
+    assert cli.main([str(checkpoint), "-p", "no:dead-unit"]) == 4
+    assert "did you mean no:dead-units?" in capsys.readouterr().err
+
+
+def test_no_with_a_well_formed_code_of_an_absent_plugin_is_accepted(capsys, checkpoint):
+    code, document = run_json(capsys, checkpoint, "-p", "no:WL990")
     assert code == 1
     assert ENGINE_CODES <= set(document["rules"])
+
+
+def test_internal_error_rule_cannot_be_blocked(capsys, checkpoint):
+    assert cli.main([str(checkpoint), "-p", "no:WL008"]) == 4
+    assert "cannot be blocked" in capsys.readouterr().err
 
 
 def test_build_plugin_manager_blocks_by_rule_code():

@@ -191,6 +191,9 @@ class CheckContext:
     def __post_init__(self) -> None:
         self._base = self._options_under(self.config)
         self._per_tensor: dict[tuple, dict[str, dict | None]] = {}
+        # Rules whose selection only the command line decides (WL002 when the configuration file
+        # lies inside a scanned folder), with the command line's settings.
+        self.pinned: dict[str, Config] = {}
 
     def _options_under(self, config: Config) -> dict[str, dict | None]:
         return {code: config.rule_options(rule) if config.is_selected(rule) else None
@@ -210,6 +213,9 @@ class CheckContext:
 
     def options(self, rule: Rule, tensor: Any = None) -> dict[str, Any] | None:
         """The rule's thresholds for this tensor (a TensorRecord), or None when it is not selected."""
+        if rule.code in self.pinned:
+            pinned = self.pinned[rule.code]
+            return pinned.rule_options(rule) if pinned.is_selected(rule) else None
         if tensor is None or not self.config.overrides:
             return self._base.get(rule.code)
         name = getattr(tensor, "name", None) or getattr(tensor, "tensor", None)  # a record or a Problem

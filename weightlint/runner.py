@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import sys
@@ -276,6 +277,20 @@ def _scan_only_problems(source: Source) -> list[Problem]:
     return problems
 
 
+def _inside_targets(config_path: str, targets: Sequence[Any]) -> bool:
+    """Whether a configuration file lies in a scanned folder (or beside a scanned file): then it
+    may have come with the download it configures."""
+    config_folder = os.path.dirname(os.path.abspath(config_path))
+    for target in targets:
+        if not isinstance(target, (str, os.PathLike)):
+            continue
+        path = os.path.abspath(os.fspath(target))
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        if config_folder == folder or config_folder.startswith(folder + os.sep):
+            return True
+    return False
+
+
 class _Budget:
     """A counting semaphore over tensor sizes (number of values in flight)."""
 
@@ -350,8 +365,15 @@ class Session:
         self.config = config or Config()
         if self.config.profile not in PROFILES:
             raise UsageError(f"unknown profile {self.config.profile!r}: expected one of {', '.join(PROFILES)}")
-        self.manager = build_plugin_manager(self.config.plugins + configfile.plugins_of(config_file))
+        self.manager = build_plugin_manager(
+            self.config.plugins, config_plugins=configfile.plugins_of(config_file),
+            config_folder=os.path.dirname(os.path.abspath(config_file.path)) if config_file is not None else None)
         self.rules = collect_rules(self.manager)
+        # What the command line (or the API) alone asked for: the only say over unsafe-pickle
+        # findings when the configuration file lies inside a scanned folder.
+        self.command_line = copy.deepcopy(self.config)
+        self.untrusted_config = config_file is not None and _inside_targets(config_file.path, targets)
+        self.protection_notes: list[str] = []
         if config_file is not None:
             configfile.apply(config_file, self.config, self.rules)
         _check_selectors(self.config, self.rules)
@@ -366,6 +388,8 @@ class Session:
         default_jobs = 2 if self.device.startswith("cuda") else max(1, self.cores // 2)
         self.jobs = max(1, self.config.jobs or default_jobs)
         self.context = CheckContext(self.config, self.rules, self.device)
+        if self.untrusted_config:
+            self.context.pinned["WL002"] = self.command_line
         self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
             group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)))
         # The model skeleton from config.json — module types, layouts and ties for every rule, and
@@ -432,6 +456,12 @@ class Session:
         report.findings = self._suppress(self._filter(report.findings), report)
         if self.config.baseline:
             report.findings = self._apply_baseline(report.findings, report)
+        if self.untrusted_config and self.config.exit_zero and "exit_zero" not in self.config.explicit and any(
+                self._protected(f) for f in report.findings):
+            self.config.exit_zero = False
+            self.protection_notes.append(f"{self.config.source}: lies inside a scanned folder and set exit-zero while "
+                                         "an unsafe pickle was found; not honoured")
+        report.notes.extend(self.protection_notes)
         report.findings.sort(key=lambda f: f.sort_key)
         report.seconds = time.perf_counter() - started
         return report
@@ -580,7 +610,13 @@ class Session:
             if rule is not None and rule.always_reported:
                 kept.append(finding)
                 continue
-            config = self.config.for_tensor(finding.tensor, finding.file, self.rules)
+            if self._protected(finding):
+                base = self.command_line.for_tensor(finding.tensor, finding.file, self.rules)
+                if base.is_selected(rule) and self._file_would_hide(finding, rule):
+                    self._protection_note(finding, "deselect or downgrade")
+                config = base
+            else:
+                config = self.config.for_tensor(finding.tensor, finding.file, self.rules)
             if rule is not None and not config.is_selected(rule):
                 continue
             severity = config.severity_for(finding.code)
@@ -598,6 +634,10 @@ class Session:
         for finding in findings:
             match = None if self._always_reported(finding) else next(
                 (s for s in active if s.matches(finding, self.rules)), None)
+            if match is not None and self._protected(finding):
+                self._protection_note(finding, "suppress")
+                match.used += 1  # it matched; the note says why it did not apply (not WL010)
+                match = None
             if match is None:
                 kept.append(finding)
             else:
@@ -619,10 +659,32 @@ class Session:
         from weightlint.baseline import finding_key, read_baseline
 
         known = read_baseline(self.config.baseline)
-        kept = [f for f in findings if finding_key(f) not in known or self._always_reported(f)]
+        trusted_baseline = "baseline" in self.config.explicit or not self.untrusted_config
+        for finding in findings:
+            if finding_key(finding) in known and self._protected(finding) and not trusted_baseline:
+                self._protection_note(finding, "baseline")
+        kept = [f for f in findings if finding_key(f) not in known or self._always_reported(f)
+                or (self._protected(f) and not trusted_baseline)]
         report.baselined = [f for f in findings if f not in kept]
         report.baseline_fixed = len(known - {finding_key(f) for f in findings})
         return kept
+
+    def _protected(self, finding: Finding) -> bool:
+        """An unsafe-pickle finding while the configuration file lies inside a scanned folder: a
+        downloaded model must not be able to silence the warning about itself."""
+        return self.untrusted_config and finding.code == "WL002"
+
+    def _file_would_hide(self, finding: Finding, rule: Rule | None) -> bool:
+        config = self.config.for_tensor(finding.tensor, finding.file, self.rules)
+        severity = config.severity_for(finding.code)
+        return (rule is not None and not config.is_selected(rule)) or (severity is not None and severity < finding.severity)
+
+    def _protection_note(self, finding: Finding, attempt: str) -> None:
+        note = (f"{self.config.source}: lies inside a scanned folder and tried to {attempt} the unsafe-pickle "
+                f"finding on {finding.file}; not honoured (only the command line or a configuration outside "
+                "the scanned folders can)")
+        if note not in self.protection_notes:
+            self.protection_notes.append(note)
 
     def _always_reported(self, finding: Finding) -> bool:
         rule = self.rules.get(finding.code)
