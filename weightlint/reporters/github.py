@@ -22,7 +22,7 @@ def escape_data(text: str) -> str:
 
 def escape_property(text: str) -> str:
     """A property value (``file=``, ``title=``): also ``:`` and ``,``, which delimit properties."""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+    return escape_data(printable(text, keep="\r\n")).replace(":", "%3A").replace(",", "%2C")
 
 
 def command(finding, in_memory: set[str] = frozenset()) -> str:

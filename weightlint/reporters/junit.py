@@ -29,7 +29,7 @@ def _details(finding) -> str:
         lines.append(f"tensor: {finding.tensor}")
     if finding.location:
         lines.append(f"location: {json.dumps(json_safe(finding.location))}")
-    return printable("\n".join(lines), keep="\n") + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _test_case(case: Case, report) -> TestCase:

@@ -9,7 +9,7 @@ from weightlint import limits
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
 from weightlint.sources.safetensors_file import read_safetensors
-from weightlint.sources.torch_pickle import read_torch_pickle
+from weightlint.sources.torch_pickle import counted, read_torch_pickle
 
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -63,7 +63,7 @@ class ShardedSource(Source):
     def _shard_items(self, index_shown: str, shard: str, expected: list[str]) -> Iterator[Item]:
         if escapes_folder(shard):
             yield Problem("index-mismatch", index_shown,
-                          f"index maps {len(expected)} tensors to {shard!r}, a path outside the checkpoint's "
+                          f"index maps {counted(len(expected), 'tensor')} to {shard!r}, a path outside the checkpoint's "
                           "folder: refused, not opened", detail={"shard": shard, "escaping_path": True})
             return
         shard_path = os.path.join(self._folder, shard)
