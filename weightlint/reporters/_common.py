@@ -35,9 +35,11 @@ def unicode_safe(text: object) -> str:
 
 
 def unicode_safe_tree(value: Any) -> Any:
-    """A JSON document with ``unicode_safe`` applied to every string (keys included)."""
+    """A JSON document with ``unicode_safe`` applied to every string (keys included), bytes decoded."""
     if isinstance(value, str):
         return unicode_safe(value)
+    if isinstance(value, bytes):  # a protobuf string field that is not valid UTF-8
+        return value.decode("utf-8", "backslashreplace")
     if isinstance(value, dict):
         return {unicode_safe_tree(key): unicode_safe_tree(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -34,14 +34,15 @@ __all__ = ["Item", "Problem", "Source", "MemorySource", "GGUFSource", "OnnxSourc
 
 
 class UnsupportedSource(Source):
-    """A file weightlint recognizes but cannot read in this build: one WL001."""
+    """A file weightlint recognizes but cannot read in this build: one WL001 (or the WL008 of a
+    failure while recognizing it)."""
 
-    def __init__(self, path: str, reason: str, fmt: str) -> None:
+    def __init__(self, path: str, reason: str, fmt: str, kind: str = "unreadable") -> None:
         super().__init__(path=display_path(path), format=fmt, files=[display_path(path)])
-        self._reason = reason
+        self._reason, self._kind = reason, kind
 
     def items(self) -> Iterator[Item]:
-        yield Problem("unreadable", self.files[0], self._reason)
+        yield Problem(self._kind, self.files[0], self._reason)
 
 
 def _sniff(path: str) -> str:
@@ -66,6 +67,15 @@ def _pytorch_source(path: str) -> Source:
 
 
 def source_for_file(path: str) -> Source:
+    """The source of one file, chosen by name and first bytes; never raises."""
+    try:
+        return _source_for_file(path)
+    except Exception as error:  # recognizing a hostile file must not lose the rest of the run
+        return UnsupportedSource(path, f"not checked: weightlint failed ({type(error).__name__}: {error})",
+                                 "unknown", kind="internal-error")
+
+
+def _source_for_file(path: str) -> Source:
     name = os.path.basename(path).lower()
     if name.endswith(".index.json"):
         return ShardedSource(path)

@@ -124,8 +124,8 @@ class OnnxSource(Source):
         self.graph_info = {
             "ir_version": int(model.ir_version),
             "opsets": {entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import},
-            "producer": " ".join(part for part in (model.producer_name, model.producer_version) if part) or None,
-            "graph": graph.name or None,
+            "producer": " ".join(text(part) for part in (model.producer_name, model.producer_version) if part) or None,
+            "graph": text(graph.name) or None,
             "initializers": sum(not tensor.constant_node for tensor in flow.tensors),
             "constant_weights": sum(tensor.constant_node for tensor, _ in kept),
             "subgraphs": flow.subgraphs,
@@ -191,7 +191,7 @@ class _Dataflow:
             scope[value.name] = self._key()
         for initializer in graph.initializer:  # after the inputs: IR < 4 lists initializers as inputs too
             scope[initializer.name] = self._key()
-            self.tensors.append(_Tensor(initializer, initializer.name, scope[initializer.name], path, False))
+            self.tensors.append(_Tensor(initializer, text(initializer.name), scope[initializer.name], path, False))
         self.sparse += len(graph.sparse_initializer)
         made = []
         for node in graph.node:  # every output first: a graph need not be sorted
@@ -202,7 +202,7 @@ class _Dataflow:
                 value = next((attribute.t for attribute in node.attribute
                               if attribute.name == "value" and attribute.type == AttributeProto.TENSOR), None)
                 if value is not None:
-                    self.tensors.append(_Tensor(value, value.name or node.output[0], outputs[0], path, True))
+                    self.tensors.append(_Tensor(value, text(value.name or node.output[0]), outputs[0], path, True))
         for index, (node, outputs) in enumerate(zip(graph.node, made)):
             inputs = [(scope.get(name) or scope.setdefault(name, self._key())) if name else None for name in node.input]
             current = _Node(node.op_type, inputs, outputs, node)
@@ -362,6 +362,11 @@ def _unique_names(tensors: list[_Tensor]) -> list[str]:
         taken[name] += 1
         unique.append(name if taken[name] == 1 else f"{name}#{taken[name]}")
     return unique
+
+
+def text(value: str | bytes) -> str:
+    """A protobuf string field; one holding bytes that are not UTF-8 comes back as bytes."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
 def type_name(data_type: int) -> str:

@@ -33,7 +33,7 @@ def is_torchscript_archive(path: str) -> bool:
             return False
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (OSError, zipfile.BadZipFile):
+    except Exception:  # a corrupt zip (bad offsets, names that are not UTF-8 …) is read, and reported, as a checkpoint
         return False
     return any(name.split("/")[-1] == "constants.pkl" or "code" in name.split("/")[:-1] for name in names)
 
