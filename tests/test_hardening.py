@@ -219,6 +219,29 @@ def test_a_third_party_rule_that_raises_still_stops_the_run(monkeypatch):
     assert RuleError("non_finite", "tensor w", ValueError("bug")).builtin
 
 
+def test_zip_member_name_that_is_not_utf8(capsys):
+    from weightlint.cli import main
+
+    data = bytearray(saved({"w": weights(3, 3)}))
+    at = data.rfind(b"archive/byteorder")  # the central directory's copy of one member name
+    data[at:at + 1] = b"\xff"
+    Path("names.pt").write_bytes(bytes(data))
+    assert main(["names.pt", make_good(), "--format", "json"]) == ExitCode.FINDINGS
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert [f["code"] for f in findings if f["file"] == "names.pt"] in (["WL001"], [])
+
+
+def test_onnx_string_fields_that_are_not_utf8(capsys):
+    from weightlint.cli import main
+
+    path, _ = quantized_onnx("strings.onnx")
+    raw = Path(path).read_bytes().replace(b"W_scale", b"W\xffscale")
+    Path(path).write_bytes(raw)
+    assert main([path, make_good(), "--format", "json"]) == ExitCode.FINDINGS
+    document = json.loads(capsys.readouterr().out)
+    assert "W\\xffscale" in document["tensors"]
+
+
 # -- hangs and memory blowups --------------------------------------------------------------------
 
 def test_gguf_declaring_an_array_of_2_62_items_is_refused_at_once():
@@ -341,10 +364,11 @@ def test_short_storage_record_is_an_error_not_the_neighbours_bytes():
     assert "data/0 holds 100 bytes, its tensors need 256" in finding.message
 
 
+@pytest.mark.parametrize("zip_format", [True, False])
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
-def test_torch_save_with_any_pickle_protocol_is_a_checkpoint(protocol):
+def test_torch_save_with_any_pickle_protocol_is_a_checkpoint(protocol, zip_format):
     tensor = weights(3, 3)
-    torch.save({"w": tensor}, "proto.pt", pickle_protocol=protocol)
+    torch.save({"w": tensor}, "proto.pt", pickle_protocol=protocol, _use_new_zipfile_serialization=zip_format)
     report = lint("proto.pt")
     assert [f for f in report.findings if f.file == "proto.pt"] == []
     record = next(r for r in report.records if r.file == "proto.pt")

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 @dataclass(frozen=True)
 class Limits:
     # A safetensors header, an ONNX file's protobuf, a shard index or a config.json (bytes).
-    header_bytes: int = 256 << 20
+    header_bytes: int = 100_000_000  # the safetensors library refuses larger headers too
     # Tensors in one file (the largest real shards hold tens of thousands).
-    tensors_per_file: int = 200_000
+    tensors_per_file: int = 100_000
     # Metadata keys and the items of one metadata array (GGUF token lists reach ~256k).
     metadata_items: int = 10_000_000
     # Dimensions of one tensor.
@@ -80,7 +80,7 @@ def load_json(data: bytes | str, what: str) -> Any:
     Python's parser recurses once per level (1000 nested brackets raise RecursionError) and reads
     ``Infinity``, ``NaN`` and ``1e400`` as floats that no offset or shape can be: all are refused.
     """
-    check("header_bytes", len(data), f"{what} of")
+    check("header_bytes", len(data), f"{what} size")
     try:
         return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:

@@ -61,6 +61,17 @@ def _sniff(path: str) -> str:
     return "unknown"
 
 
+def _is_pickle(path: str) -> bool:
+    """Whether the file starts with one complete pickle (protocols 0 and 1 have no header byte)."""
+    from weightlint.sources.pickle_scan import scan_pickle
+
+    try:
+        with open(path, "rb") as handle:
+            return scan_pickle(handle, max_pickles=1)[1]
+    except OSError:
+        return False
+
+
 def _pytorch_source(path: str) -> Source:
     """torch.save and torch.jit.save both write zips of pickles; TorchScript's also hold code."""
     return TorchScriptSource(path) if is_torchscript_archive(path) else TorchPickleSource(path)
@@ -81,7 +92,9 @@ def _source_for_file(path: str) -> Source:
         return ShardedSource(path)
     if name.endswith(".safetensors"):
         # A pickle under a safetensors name is read (and its globals named) as the pickle it is.
-        return _pytorch_source(path) if _sniff(path) == "pytorch" else SafetensorsSource(path)
+        kind = _sniff(path)
+        return _pytorch_source(path) if kind == "pytorch" or (kind != "safetensors" and _is_pickle(path)) \
+            else SafetensorsSource(path)
     if name.endswith(PICKLE_SUFFIXES + (".pkl", ".pickle")):
         return _pytorch_source(path)
     kind = _sniff(path)

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 from weightlint.record import TensorRecord
 from weightlint import limits
 from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
-from weightlint.sources.pickle_scan import allowed_globals, scan_pickle, unsafe_pickle_problem
+from weightlint.sources.pickle_scan import allowed_globals, python3_name, scan_pickle, unsafe_pickle_problem
 from weightlint.sources.torch_archive import (MAX_DEPTH, RefusedGlobal, is_deferred_tensor, read_pickle_member,
                                               root_dir, starts_like_zip, unpickle)
 
@@ -55,7 +55,35 @@ def _load(path: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # Legacy (pre-1.6) pickles cannot be memory-mapped; they are read whole.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "Unsupported operand" not in str(error):
+                raise
+        # PyTorch's weights-only unpickler predates protocol 4's opcodes (FRAME, MEMOIZE …): the
+        # same allowlist, enforced by a standard unpickler's find_class, reads such files.
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals of PyTorch's weights-only allowlist; any other is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        full = python3_name(module, name)
+        if full not in allowed_globals():
+            raise RefusedGlobal(full)
+        return super().find_class(module, name)
+
+
+class _RestrictedPickle:
+    """The ``pickle_module`` torch.load is given for legacy files of protocol 4 and 5."""
+
+    Unpickler = _RestrictedUnpickler
+    __name__ = "weightlint-restricted-pickle"
+
+    @staticmethod
+    def load(handle: Any, **options: Any) -> Any:
+        return _RestrictedUnpickler(handle, **options).load()
 
 
 def offending_globals(path: str) -> tuple[list[str], str | None]:
