@@ -488,18 +488,44 @@ def test_int8_onnx_weights_are_dequantized_and_judged():
     assert record.is_judged
 
 
-def test_dynamically_quantized_onnx_weight_is_listed_unchecked():
+def dynamic_onnx(path: str, traceable: bool = True) -> tuple[str, np.ndarray]:
+    """onnxruntime's quantize_dynamic pattern: the activation is quantized at run time, the integer
+    product is cast and multiplied by activation scale × weight scale (a constant)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    initializers = [numpy_helper.from_array(np.ones((4, 4), np.int8), "B_q")]
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "B_q"], ["y"])], "g",
-                              [helper.make_tensor_value_info("a", TensorProto.INT8, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 4])], initializers)
-    onnx.save(helper.make_model(graph), "dynamic.onnx")
-    finding = only_finding(lint("dynamic.onnx"), "dynamic.onnx")
-    assert (finding.code, finding.tensor) == ("WL007", "B_q")
-    assert "dynamically quantized" in finding.message
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((64, 32)).astype(np.float32)
+    scale = np.float32(np.abs(weight).max() / 127)
+    quantized = (np.round(weight / scale) + 128).astype(np.uint8)
+    initializers = [numpy_helper.from_array(quantized, "B_q"), numpy_helper.from_array(np.array(scale), "B_scale"),
+                    numpy_helper.from_array(np.array(128, np.uint8), "B_zp")]
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["x_q", "x_scale", "x_zp"]),
+             helper.make_node("MatMulInteger", ["x_q", "B_q", "x_zp", "B_zp"], ["y_int"]),
+             helper.make_node("Cast", ["y_int"], ["y_float"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x_scale", "B_scale"], ["scales"]),
+             helper.make_node("Mul", ["y_float", "scales" if traceable else "x_scale"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path, (quantized.astype(np.float32) - 128) * scale
+
+
+def test_dynamically_quantized_onnx_weight_is_dequantized_with_its_traced_scale():
+    path, expected = dynamic_onnx("dynamic.onnx")
+    report = lint(path)
+    record = next(r for r in report.records if r.name == "B_q")
+    assert record.metadata["onnx_quantization"] == {"scheme": "uint8 per-tensor symmetric, dynamic",
+                                                    "op": "MatMulInteger"}
+    assert record.is_in_out and record.is_judged
+    np.testing.assert_allclose(record.load(), expected, rtol=1e-6)
+
+
+def test_dynamically_quantized_weight_without_a_traceable_scale_is_listed_unchecked():
+    path, _ = dynamic_onnx("untraceable.onnx", traceable=False)
+    finding = only_finding(lint(path), path)
+    assert (finding.code, finding.severity, finding.tensor) == ("WL007", Severity.INFO, "B_q")
+    assert "dynamically quantized with a scale weightlint cannot trace" in finding.message
 
 
 # -- taken over through the configuration --------------------------------------------------------

@@ -17,7 +17,7 @@ _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "posit
 # how an ONNX graph uses the tensor).
 _DESCRIBED_METADATA = ("module_type", "gguf_type", "nested_under", "external_data", "graph_role", "consumers")
 _FLOAT_STORAGE = ("F32", "F16", "BF16", "F64")
-_RNN_OPS = ("LSTM", "GRU", "RNN")
+_RNN_OPS = ("LSTM", "GRU", "RNN", "DynamicQuantizeLSTM")
 _CONV1D_NAME = re.compile(r"(^|\.)(c_attn|c_proj|c_fc|q_attn)\.weight$")
 
 

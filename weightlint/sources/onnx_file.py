@@ -436,10 +436,16 @@ def _external_data(initializer: Any, name: str, shown: str, folder: str, shape: 
 # -- quantized weights: int8/uint8 initializers with the scale and zero point the graph applies ---------
 
 # op → (weight input, scale input, zero point input, quantization axis of the weight or None for the
-# node's ``axis`` attribute): QLinear ops quantize weights per output channel.
-_QUANTIZED_INPUTS = {"DequantizeLinear": (0, 1, 2, None), "QLinearConv": (3, 4, 5, 0), "QLinearMatMul": (3, 4, 5, -1)}
-# Dynamic quantization: the weight's scale is applied by a later op, not an input of this one.
-_DYNAMIC_QUANTIZED = {"MatMulInteger": 1, "ConvInteger": 1}
+# node's ``axis`` attribute): QLinear ops quantize weights per output channel, DynamicQuantizeLSTM
+# per direction (and gate unit, when its scales say so).
+_QUANTIZED_INPUTS = {"DequantizeLinear": ((0, 1, 2, None),), "QLinearConv": ((3, 4, 5, 0),),
+                     "QLinearMatMul": ((3, 4, 5, -1),), "DynamicQuantizeLSTM": ((1, 8, 9, 0), (2, 10, 11, 0))}
+# Dynamic quantization (onnxruntime's quantize_dynamic): op → (weight input, zero point input). The
+# weight's scale is not an input: the op's integer result is cast and multiplied by
+# ``activation scale × weight scale``, where the weight scale is a constant.
+_DYNAMIC_QUANTIZED = {"MatMulInteger": (1, 3), "ConvInteger": (1, 3)}
+# Ops between an integer op and the Mul that rescales its result (the bias add, the cast).
+_RESCALE_PATH = frozenset(("Add", "Cast", "Reshape"))
 
 
 @dataclass
@@ -449,35 +455,69 @@ class _Quantization:
     zero_point: Any = None  # TensorProto or None
     axis: int = 1
     reason: str | None = None  # why it cannot be dequantized here
+    dynamic: bool = False
 
 
 def _quantized_weights(flow: "_Dataflow") -> dict[int, _Quantization]:
     """Integer tensors that an op dequantizes with constant scales, by value key."""
     by_key = {tensor.key: tensor for tensor in flow.tensors}
     found: dict[int, _Quantization] = {}
+
+    def integer(key: int | None) -> bool:
+        return key in by_key and type_name(by_key[key].proto.data_type) in ("INT8", "UINT8")
+
     for node in flow.nodes:
+        if node.proto is None:
+            continue
+        keys = node.inputs + [None] * 12
         if node.op in _DYNAMIC_QUANTIZED:
-            key = node.inputs[_DYNAMIC_QUANTIZED[node.op]] if len(node.inputs) > 1 else None
-            if key in by_key:
-                found[key] = _Quantization(node.op, reason="dynamically quantized: its scale is applied by a "
-                                                           "later op, so its values are not checked")
+            weight, zero_point = _DYNAMIC_QUANTIZED[node.op]
+            if integer(keys[weight]):
+                scale = _dynamic_scale(flow, node, by_key)
+                found[keys[weight]] = (
+                    _Quantization(node.op, by_key[scale].proto, by_key[keys[zero_point]].proto
+                                  if keys[zero_point] in by_key else None, 0, dynamic=True) if scale is not None
+                    else _Quantization(node.op, reason="dynamically quantized with a scale weightlint cannot trace; "
+                                                       "values not checked"))
             continue
-        if node.op not in _QUANTIZED_INPUTS or node.proto is None:
-            continue
-        weight, scale, zero_point, axis = _QUANTIZED_INPUTS[node.op]
-        keys = node.inputs + [None] * 6
-        if keys[weight] not in by_key or type_name(by_key[keys[weight]].proto.data_type) not in ("INT8", "UINT8"):
-            continue
-        attributes = _attributes(node.proto)
-        if keys[scale] not in by_key:
-            found[keys[weight]] = _Quantization(node.op, reason="its scale is computed at run time; values not checked")
-        elif attributes.get("block_size"):
-            found[keys[weight]] = _Quantization(node.op, reason="blocked quantization; values not checked")
-        else:
-            found[keys[weight]] = _Quantization(node.op, by_key[keys[scale]].proto,
-                                                by_key[keys[zero_point]].proto if keys[zero_point] in by_key else None,
-                                                attributes.get("axis", 1) if axis is None else axis)
+        for weight, scale, zero_point, axis in _QUANTIZED_INPUTS.get(node.op, ()):
+            if not integer(keys[weight]):
+                continue
+            attributes = _attributes(node.proto)
+            if keys[scale] not in by_key:
+                found[keys[weight]] = _Quantization(node.op, reason="its scale is computed at run time; values not checked")
+            elif attributes.get("block_size"):
+                found[keys[weight]] = _Quantization(node.op, reason="blocked quantization; values not checked")
+            else:
+                found[keys[weight]] = _Quantization(
+                    node.op, by_key[keys[scale]].proto, by_key[keys[zero_point]].proto if keys[zero_point] in by_key else None,
+                    attributes.get("axis", 1) if axis is None else axis)
     return found
+
+
+def _dynamic_scale(flow: "_Dataflow", node: "_Node", by_key: dict[int, "_Tensor"]) -> int | None:
+    """The constant weight scale that rescales a MatMulInteger/ConvInteger result: followed through
+    the bias add and cast to the Mul by ``activation scale × weight scale``."""
+    producers = {key: other for other in flow.nodes for key in other.outputs}
+    value = node.outputs[0]
+    for _ in range(4):
+        users = flow.uses.get(value, [])
+        if len(users) != 1:
+            return None
+        user, position = users[0]
+        if user.op == "Mul":
+            other = next((key for index, key in enumerate(user.inputs) if index != position), None)
+            if other in by_key:
+                return other
+            factor = producers.get(other)
+            if factor is not None and factor.op == "Mul":
+                constants = [key for key in factor.inputs if key in by_key]
+                return constants[0] if len(constants) == 1 else None
+            return None
+        if user.op not in _RESCALE_PATH:
+            return None
+        value = user.outputs[0]
+    return None
 
 
 def _dequantized_item(tensor: "_Tensor", name: str, shown: str, folder: str, usage: dict[str, Any],
@@ -488,34 +528,52 @@ def _dequantized_item(tensor: "_Tensor", name: str, shown: str, folder: str, usa
     if quantization.reason:
         return Problem("unsupported-tensor", shown, f"{kind} weight of {quantization.op}, {quantization.reason}",
                        tensor=name, detail={"onnx_type": kind, "shape": list(shape)})
-    scale_size = math.prod(int(d) for d in quantization.scale.dims)
+    scale_shape = tuple(int(d) for d in quantization.scale.dims)
     axis = quantization.axis % len(shape) if shape else 0
-    if scale_size not in (1, shape[axis] if shape else 1):
-        return Problem("unreadable", shown, f"{quantization.op} scale has {scale_size} values for an axis of "
-                       f"{shape[axis] if shape else 1}", tensor=name)
+    if _broadcast_shape(shape, scale_shape, axis) is None:
+        return Problem("unreadable", shown, f"{quantization.op} scale of shape {list(scale_shape)} does not fit "
+                       f"the weight's shape {list(shape)}", tensor=name)
+    scale_size = math.prod(scale_shape)
     metadata: dict[str, Any] = {"onnx_type": kind, **usage.get("metadata", {})}
     problem = _external_data(tensor.proto, name, shown, folder, shape, _DTYPES[kind], files, metadata)
     if problem is not None:
         return problem
     granularity = "per-tensor" if scale_size == 1 else f"per-channel (axis {axis})"
-    symmetric = quantization.zero_point is None or not np.any(_read(quantization.zero_point, folder, None))
-    metadata["onnx_quantization"] = {"scheme": f"{kind.lower()} {granularity} {'symmetric' if symmetric else 'asymmetric'}",
+    zero = _read(quantization.zero_point, folder, None) if quantization.zero_point is not None else None
+    symmetric = zero is None or not np.any(zero) or (kind == "UINT8" and np.all(zero == 128))
+    scheme = f"{kind.lower()} {granularity} {'symmetric' if symmetric else 'asymmetric'}"
+    metadata["onnx_quantization"] = {"scheme": f"{scheme}, dynamic" if quantization.dynamic else scheme,
                                      "op": quantization.op}
     return TensorRecord(name=name, shape=shape, dtype=dtypes.float32, file=shown,
                         load=partial(_dequantize, tensor.proto, quantization, axis, folder),
                         format="onnx", layout=usage.get("layout"), metadata=metadata)
 
 
+def _broadcast_shape(shape: tuple[int, ...], parameter: tuple[int, ...], axis: int) -> tuple[int, ...] | None:
+    """How a scale or zero point of ``parameter`` shape lines up with a weight of ``shape``: one
+    value, one per index of ``axis``, or the weight's shape with some axes dropped (per direction
+    and gate unit for DynamicQuantizeLSTM). None when it fits none of these."""
+    size = math.prod(parameter)
+    if size == 1:
+        return (1,) * len(shape)
+    if shape and size == shape[axis] and len([d for d in parameter if d > 1]) <= 1:
+        return tuple(size if index == axis else 1 for index in range(len(shape)))
+    if len(parameter) < len(shape):
+        for dropped in range(len(shape)):
+            kept = shape[:dropped] + shape[dropped + 1:]
+            if kept == parameter:
+                return shape[:dropped] + (1,) + shape[dropped + 1:]
+    return None
+
+
 def _dequantize(proto: Any, quantization: _Quantization, axis: int, folder: str) -> np.ndarray:
     values = _read(proto, folder, None).astype(np.float32)
-    scale = _read(quantization.scale, folder, None).astype(np.float32).reshape(-1)
-    zero = (_read(quantization.zero_point, folder, None).astype(np.float32).reshape(-1)
+    scale = _read(quantization.scale, folder, None).astype(np.float32)
+    zero = (_read(quantization.zero_point, folder, None).astype(np.float32)
             if quantization.zero_point is not None else np.zeros(1, np.float32))
-    broadcast = [1] * values.ndim
-    if values.ndim and scale.size > 1:
-        broadcast[axis] = scale.size
-    return ((values - zero.reshape(broadcast if zero.size > 1 else [1] * values.ndim))
-            * scale.reshape(broadcast if scale.size > 1 else [1] * values.ndim)).astype(np.float32)
+    zero_shape = _broadcast_shape(values.shape, zero.shape, axis) or (1,) * values.ndim
+    return ((values - zero.reshape(zero_shape if zero.size > 1 else (1,) * values.ndim))
+            * scale.reshape(_broadcast_shape(values.shape, scale.shape, axis))).astype(np.float32)
 
 
 def _read(initializer: Any, folder: str, dtype: dtypes.DType | None) -> np.ndarray:
@@ -539,16 +597,22 @@ def _read(initializer: Any, folder: str, dtype: dtypes.DType | None) -> np.ndarr
 
 
 def _layout(op: str, position: int, attributes: dict[str, Any]) -> str | None:
-    if op == "MatMul":  # y = A @ B: a weight B is (in, out); a weight A is (out, in)
+    if op in ("MatMul", "MatMulInteger"):  # y = A @ B: a weight B is (in, out); a weight A is (out, in)
         return {0: "out_in", 1: "in_out"}.get(position)
+    if op == "QLinearMatMul":
+        return {0: "out_in", 3: "in_out"}.get(position)
+    if op == "DynamicQuantizeLSTM" and position in (1, 2):
+        return "in_out"  # W and R are [directions, inputs, gates·hidden], transposed from LSTM's
     if op == "Gemm":  # y = op(A) @ op(B) + C
         if position == 1:
             return "out_in" if attributes.get("transB", 0) else "in_out"
         if position == 0:
             return "in_out" if attributes.get("transA", 0) else "out_in"
         return None
-    if op == "Conv" and position == 1:
+    if op in ("Conv", "ConvInteger") and position == 1:
         return "out_in"  # (out, in/groups, k…)
+    if op == "QLinearConv" and position == 3:
+        return "out_in"
     if op == "ConvTranspose" and position == 1:
         return "in_out"  # (in, out/groups, k…)
     if op == "Gather" and position == 0:
