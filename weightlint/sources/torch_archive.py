@@ -9,9 +9,11 @@ error, never the neighbouring member's bytes). Every other global is refused (WL
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import math
+import os
 import pickle
 import struct
 import warnings
@@ -47,29 +49,38 @@ def starts_like_zip(path: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4)
+def _members(archive_path: str, version: tuple[int, int]) -> dict[str, zipfile.ZipInfo]:
+    """The archive's central directory, parsed once per file version (not once per tensor)."""
+    with zipfile.ZipFile(archive_path) as archive:
+        return {info.filename: info for info in archive.infolist()}
+
+
 def read_member(archive_path: str, member: str, size: int) -> bytearray:
     """The first ``size`` bytes of a member: read in place when stored, through zipfile when
     compressed (never more than ``size`` decompressed). ValueError when the member is shorter."""
-    with zipfile.ZipFile(archive_path) as archive:
-        info = archive.getinfo(member)
-        if info.file_size < size:
-            raise ValueError(f"{member} holds {info.file_size} bytes, its tensors need {size}")
-        buffer = bytearray(size)
-        if info.compress_type == zipfile.ZIP_STORED:
-            with open(archive_path, "rb") as handle:
-                handle.seek(info.header_offset)
-                local = handle.read(30)
-                if local[:4] != ZIP_MAGIC:
-                    raise ValueError(f"{member}: bad local zip header")
-                name_length, extra_length = struct.unpack("<HH", local[26:30])
-                handle.seek(info.header_offset + 30 + name_length + extra_length)
-                if handle.readinto(buffer) != size:
-                    raise ValueError(f"{member}: unexpected end of file")
-        else:
-            with archive.open(info) as handle:
-                if handle.readinto(buffer) != size:
-                    raise ValueError(f"{member}: unexpected end of data")
-        return buffer
+    status = os.stat(archive_path)
+    info = _members(archive_path, (status.st_mtime_ns, status.st_size)).get(member)
+    if info is None:
+        raise ValueError(f"no member {member} in the archive")
+    if info.file_size < size:
+        raise ValueError(f"{member} holds {info.file_size} bytes, its tensors need {size}")
+    buffer = bytearray(size)
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(archive_path, "rb") as handle:
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            if local[:4] != ZIP_MAGIC:
+                raise ValueError(f"{member}: bad local zip header")
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            if handle.readinto(buffer) != size:
+                raise ValueError(f"{member}: unexpected end of file")
+    else:
+        with zipfile.ZipFile(archive_path) as archive, archive.open(info) as handle:
+            if handle.readinto(buffer) != size:
+                raise ValueError(f"{member}: unexpected end of data")
+    return buffer
 
 
 def read_pickle_member(archive: zipfile.ZipFile, member: str) -> bytes:
@@ -114,7 +125,8 @@ class _Storage:
 
         size = self.numel * self.dtype.itemsize
         raw = read_member(self.archive, self.member, size)
-        untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if size else torch.UntypedStorage(0)
+        # frombuffer shares the bytes (and keeps them alive): no second copy of the storage.
+        untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if size else torch.UntypedStorage(0)
         if self.big_endian and self.dtype.itemsize > 1:
             untyped.byteswap(self.dtype)
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=self.dtype, _internal=True)
