@@ -43,7 +43,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,7 +140,7 @@ def run_weightlint(path: str | os.PathLike, settings: dict[str, Any] | None = No
     """One ``weightlint.check`` with the default rules and no configuration file, as plain data.
     An exception (a rule or source crashing) is recorded in ``crash``, never raised."""
     import weightlint
-    from weightlint.runner import UsageError
+    from weightlint.execution.errors import UsageError
 
     started = time.perf_counter()
     try:
@@ -726,11 +726,11 @@ def main(argv: list[str] | None = None) -> int:
     models = corpus.load_corpus(args.only)
     names = args.defect or list(DEFECTS)
     try:
-        from weightlint.runner import UsageError
+        from weightlint.execution.errors import UsageError
         from weightlint.config import Config
 
         if settings:  # fail fast on settings weightlint rejects, before any model is read
-            from weightlint.runner import Session
+            from weightlint.execution.session import Session
 
             Session([], Config(**settings))
     except (UsageError, TypeError, ValueError) as error:

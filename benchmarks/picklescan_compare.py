@@ -12,7 +12,6 @@ and the tables of docs/security.md's comparison section (printed; paste them the
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
 import sys

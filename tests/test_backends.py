@@ -264,7 +264,7 @@ def test_a_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_auto_device_without_a_gpu_driver_does_not_import_torch():
-    probe = ("import sys\nfrom weightlint.runner import resolve_device, _gpu_driver_present\n"
+    probe = ("import sys\nfrom weightlint.execution.device import resolve_device, _gpu_driver_present\n"
              "device = resolve_device('auto')\n"
              "print(device, _gpu_driver_present(), 'torch' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 import weightlint
-from weightlint import Severity, configfile
+from weightlint import Severity
+from weightlint.config import file as configfile
 from weightlint.cli import main
 
 ROOT = Path(__file__).parent.parent

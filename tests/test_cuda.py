@@ -9,7 +9,7 @@ import torch
 
 import weightlint
 from weightlint.record import TensorRecord
-from weightlint.runner import resolve_device
+from weightlint.execution.device import resolve_device
 from weightlint.stats import TensorStats
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

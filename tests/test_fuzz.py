@@ -84,7 +84,6 @@ def seed_bytes(kind: str, folder: Path) -> dict[str, bytes]:
     if kind == "plain-pickle":
         return {"model.pkl": pickle.dumps({"weights": [1.0, 2.0], "note": "plain"}, protocol=4)}
     if kind == "onnx":
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         graph = helper.make_graph(

@@ -24,9 +24,10 @@ import torch
 from safetensors.torch import save_file
 
 import weightlint
-from weightlint import ExitCode, Severity, limits
+from weightlint import ExitCode, Severity
+from weightlint.config import limits
 from tests.engine_helpers import weights
-from tests.test_bad_input import GOOD, assert_good_scanned, make_good
+from tests.test_bad_input import assert_good_scanned, make_good
 
 PWNED = "pwned"
 
@@ -212,7 +213,7 @@ def test_a_failing_reader_is_wl008_and_cannot_be_silenced(monkeypatch):
 
 
 def test_a_third_party_rule_that_raises_still_stops_the_run(monkeypatch):
-    from weightlint.runner import RuleError
+    from weightlint.execution.errors import RuleError
 
     error = RuleError("someone-elses-plugin", "tensor w", ValueError("bug"))
     assert not error.builtin
@@ -317,8 +318,8 @@ def test_too_many_tensors_in_one_file():
 
 
 def test_limits_are_configurable_and_checked(tmp_path):
-    from weightlint import configfile
-    from weightlint.configfile import ConfigError
+    from weightlint.config import file as configfile
+    from weightlint.config.file import ConfigError
 
     Path("weightlint.yaml").write_text("limits:\n  tensors_per_file: 5\n")
     save_file({f"t{i}": weights(2, 2, seed=i) for i in range(6)}, "six.safetensors")

@@ -17,11 +17,11 @@ from weightlint.hookspecs import hookimpl, hookspec
 from weightlint.rule import Rule
 
 _LAZY = {
-    "check": "weightlint.runner",
-    "Session": "weightlint.runner",
-    "Report": "weightlint.runner",
-    "ModelView": "weightlint.runner",
-    "UsageError": "weightlint.runner",
+    "check": "weightlint.execution.session",
+    "Session": "weightlint.execution.session",
+    "Report": "weightlint.execution.report",
+    "ModelView": "weightlint.execution.report",
+    "UsageError": "weightlint.execution.errors",
     "Config": "weightlint.config",
     "CheckContext": "weightlint.config",
     "TensorRecord": "weightlint.record",

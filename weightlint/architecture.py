@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from weightlint import limits
+from weightlint.config import limits
 
 CONFIG_NAME = "config.json"
 INSTALL_HINT = "pip install weightlint[hf]"

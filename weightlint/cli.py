@@ -165,7 +165,7 @@ class _Progress:
 
 def _write(text: str, output: str | None, option: str = "--output") -> None:
     if output:
-        from weightlint.runner import UsageError
+        from weightlint.execution.errors import UsageError
 
         try:
             os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -180,7 +180,7 @@ def _write(text: str, output: str | None, option: str = "--output") -> None:
 
 def _side_outputs(args) -> list[tuple[str, str, str]]:
     """(option, format, file) of every side output asked for; two outputs on one file are a usage error."""
-    from weightlint.runner import UsageError
+    from weightlint.execution.errors import UsageError
 
     wanted = [(option, fmt, getattr(args, dest)) for option, dest, fmt in SIDE_OUTPUTS if getattr(args, dest, None)]
     seen: dict[str, str] = {os.path.abspath(args.output): "--output"} if args.output else {}
@@ -193,9 +193,9 @@ def _side_outputs(args) -> list[tuple[str, str, str]]:
 
 def run_check(args, targets: Sequence[str]) -> int:
     from weightlint.reporters import render
-    from weightlint.runner import Session
+    from weightlint.execution.session import Session
 
-    from weightlint import configfile
+    from weightlint.config import file as configfile
 
     config = _config(args)
     raw = configfile.resolve(args.config, args.isolated)
@@ -299,9 +299,9 @@ def _dispatch(args) -> int:
 
 def _handle_error(error: Exception, show_traceback: bool) -> int:
     from weightlint.baseline import BaselineError
-    from weightlint.configfile import ConfigError
+    from weightlint.config.file import ConfigError
     from weightlint.plugins import PluginError
-    from weightlint.runner import UsageError
+    from weightlint.execution.errors import UsageError
 
     if isinstance(error, (UsageError, PluginError, ConfigError, BaselineError)):
         print(f"weightlint: error: {error}", file=sys.stderr)

@@ -40,7 +40,7 @@ class Scope:
         ``methods``: any of ``spectral``, ``quantization``, ``sparsity``, ``precision`` or ``all``.
         ``parallel=False`` checks one tensor at a time.
         """
-        from weightlint.runner import check
+        from weightlint.execution.session import check
 
         methods = set(methods)
         unknown = methods - set(METHODS) - {"all"}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterator, Union
 from weightlint.record import TensorRecord
 
 if TYPE_CHECKING:
-    from weightlint.limits import LimitExceeded
+    from weightlint.config.limits import LimitExceeded
 
 
 @dataclass

@@ -23,7 +23,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from weightlint import dtypes, limits
+from weightlint import dtypes
+from weightlint.config import limits
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
 

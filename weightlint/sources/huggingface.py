@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from weightlint import limits
+from weightlint.config import limits
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
 from weightlint.sources.safetensors_file import read_safetensors

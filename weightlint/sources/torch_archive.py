@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from weightlint import limits
+from weightlint.config import limits
 from weightlint.sources.pickle_scan import allowed_globals, python3_name
 
 # Objects nested deeper are not searched: a self-referencing or adversarial pickle must not exhaust the stack.

@@ -21,7 +21,7 @@ import zipfile
 from typing import Any, Iterator, Mapping, NamedTuple
 
 from weightlint.record import TensorRecord
-from weightlint import limits
+from weightlint.config import limits
 from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
 from weightlint.sources.pickle_scan import allowed_globals, python3_name, scan_pickle, unsafe_pickle_problem
 from weightlint.sources.torch_archive import (MAX_DEPTH, RefusedGlobal, is_deferred_tensor, read_pickle_member,

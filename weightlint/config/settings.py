@@ -1,7 +1,7 @@
 """Run settings: what to select, thresholds, severities, device, overrides, suppressions.
 
 A :class:`Config` comes from the command line, the Python API and the configuration file
-(:mod:`weightlint.configfile`); command-line options override the file.
+(:mod:`weightlint.config.file`); command-line options override the file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from weightlint.finding import Severity
-from weightlint.limits import DEFAULT as DEFAULT_LIMITS, Limits
+from weightlint.config.limits import DEFAULT as DEFAULT_LIMITS, Limits
 from weightlint.rule import Rule
 
 # Threshold profiles: ``default`` is calibrated on real published models (docs/calibration.md);
