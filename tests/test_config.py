@@ -234,10 +234,16 @@ def test_suppression_file_pattern(model):
 
 # -- baseline -----------------------------------------------------------------------------------
 
-def test_baseline_round_trip(model, tmp_path):
+def test_baseline_round_trip(model, tmp_path, capsys):
     baseline = tmp_path / "baseline.json"
-    assert main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--write-baseline", str(baseline), "-q"]) == 1
-    assert main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--baseline", str(baseline), "-q"]) == 0
+    # Recording is the run's job: it exits 0 (a "record the baseline" CI step passes) and says how many.
+    assert main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--write-baseline", str(baseline), "-q"]) == 0
+    assert "weightlint: recorded 3 findings in the baseline" in capsys.readouterr().err
+    assert main([str(model), "--profile", "guide", "--select", ",".join(ENGINE), "--baseline", str(baseline)]) == 0
+    text = capsys.readouterr().out
+    # The text report says what the baseline kept out, never a bare "no findings".
+    assert "no findings, 3 baselined in" in text
+    assert f"not shown: 3 already in the baseline {baseline}" in text
     # A new defect is reported; the known ones are not; small value drifts do not matter.
     state = {"layers.0.attn.weight": torch.randn(64, 64) * 0.02, "layers.1.attn.weight": ill_conditioned(6e4),
              "layers.2.attn.weight": torch.randn(64, 64) * 0.02, "layers.3.attn.weight": torch.full((64, 64), float("inf"))}

@@ -67,7 +67,8 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
                              "(default: $WEIGHTLINT_CACHE_DIR, else ~/.cache/weightlint)")
     parser.add_argument("--baseline", metavar="FILE", default=None,
                         help="report only findings that are not in this baseline (rule, file name, tensor)")
-    parser.add_argument("--write-baseline", metavar="FILE", help="record the findings of this run as a baseline")
+    parser.add_argument("--write-baseline", metavar="FILE",
+                        help="record the findings of this run as a baseline and exit 0")
     parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
                         help="load plugin module NAME; -p no:NAME disables a plugin or rule (code or name)")
     parser.add_argument("--select", action="append", metavar="CODES",
@@ -210,7 +211,9 @@ def run_check(args, targets: Sequence[str]) -> int:
         from weightlint.baseline import write_baseline
 
         count = write_baseline(args.write_baseline, report.findings + report.baselined)
-        print(f"weightlint: wrote {count} findings to the baseline {args.write_baseline}", file=sys.stderr)
+        print(f"weightlint: recorded {count} finding{'s' if count != 1 else ''} in the baseline "
+              f"{args.write_baseline}; later runs with --baseline {args.write_baseline} report only new ones "
+              "(this run exits 0)", file=sys.stderr)
     to_terminal = args.output is None
     text = render(report, args.format, color=to_terminal and _use_color(args.color, sys.stdout),
                   verbose=args.verbose, quiet=args.quiet)
@@ -221,6 +224,10 @@ def run_check(args, targets: Sequence[str]) -> int:
     _write(text, args.output)
     if report.interrupted:
         print("!!! interrupted: the report covers the tensors checked so far !!!", file=sys.stderr)
+    if args.write_baseline and not report.interrupted:
+        # Recording is the job of this run: it succeeds whatever it recorded (an interrupted run
+        # recorded only part of the findings, and says so with exit 2).
+        return int(ExitCode.OK)
     return int(report.exit_code)
 
 

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from weightlint.formatting import natural_key
+
 
 class Severity(enum.IntEnum):
     """How bad a finding is. Ordered, so ``severity >= Severity.WARNING`` works."""
@@ -70,4 +72,4 @@ class Finding:
 
     @property
     def sort_key(self) -> tuple:
-        return (self.file or "", self.tensor or "", -int(self.severity), self.code)
+        return (natural_key(self.file), natural_key(self.tensor), -int(self.severity), self.code)

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str | None) -> tuple:
+    """Sort key that orders the numbers inside names by value: ``blk.2`` before ``blk.10``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in _DIGITS.split(text or ""))
 
 
 def number(value: float | int | None) -> str:

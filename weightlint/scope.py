@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from weightlint.formatting import natural_key
+
 # The guide's method names → the rules whose statistics they need.
 METHODS = {
     "spectral": ("WL101", "WL401", "WL601"),
@@ -76,11 +78,11 @@ class Scope:
             comparisons[name] = _compare_layer(mine[name], theirs[name])
         statuses = [c["status"] for c in comparisons.values()]
         return {
-            "layer_comparisons": dict(sorted(comparisons.items())),
+            "layer_comparisons": dict(sorted(comparisons.items(), key=lambda item: natural_key(item[0]))),
             "summary": {status: statuses.count(status) for status in
                         ("explosion", "drastic-change", "instability", "stalled", "ok")},
-            "only_in_first": sorted(mine.keys() - theirs.keys()),
-            "only_in_second": sorted(theirs.keys() - mine.keys()),
+            "only_in_first": sorted(mine.keys() - theirs.keys(), key=natural_key),
+            "only_in_second": sorted(theirs.keys() - mine.keys(), key=natural_key),
         }
 
     def _tensors(self) -> dict[str, dict]:

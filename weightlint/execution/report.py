@@ -82,6 +82,11 @@ class Report:
         return ExitCode.OK if self.config.exit_zero else code
 
     @property
+    def selected_rules(self) -> list[str]:
+        """Codes of the rules this run's selection can reach (overrides included), in code order."""
+        return [code for code, rule in self.rules.items() if self.config.may_select(rule) or rule.always_reported]
+
+    @property
     def formats(self) -> list[str]:
         return sorted({source.format for source in self.sources})
 

@@ -8,19 +8,19 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from weightlint.config import limits
 from weightlint.architecture import annotate_sources
-from weightlint.config import PROFILES, CheckContext, Config, selector_matches
+from weightlint.config import PROFILES, CheckContext, Config, limits, selector_matches
 from weightlint.execution.device import resolve_device
 from weightlint.execution.errors import RuleError, UsageError, internal_problem
 from weightlint.execution.policy import FindingPolicy
 from weightlint.execution.report import ModelView, Report, record_key
 from weightlint.execution.scheduling import Progress, TensorStream, available_cores
 from weightlint.finding import Finding, Severity
+from weightlint.formatting import natural_key
 from weightlint.plugins import build_plugin_manager, collect_rules
 from weightlint.record import TensorRecord
 from weightlint.rule import Rule
-from weightlint.sources import MemorySource, Problem, Source, resolve
+from weightlint.sources import LOOKED_FOR, MemorySource, Problem, Source, resolve
 from weightlint.sources.base import display_path, limit_problem
 from weightlint.stats import TensorStats
 
@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 ALWAYS_COMPUTED = ("finite", "norms", "sparsity")
 
 
-def _sources_for(targets: Iterable[Any], architecture: bool = True) -> tuple[list[str], list[Source]]:
-    paths, sources = [], []
+def _sources_for(targets: Iterable[Any], architecture: bool = True) -> tuple[list[str], list[Source], list[str]]:
+    """(paths as given, sources, notes): a folder without weight files is a note saying what was
+    looked for."""
+    paths, sources, notes = [], [], []
     for target in targets:
         if isinstance(target, (str, os.PathLike)):
             try:
@@ -41,11 +43,14 @@ def _sources_for(targets: Iterable[Any], architecture: bool = True) -> tuple[lis
                 raise UsageError(f"{os.fspath(target)}: no such file or directory") from None
             paths.append(os.fspath(target))
             sources.extend(found)
+            if not found and os.path.isdir(target):
+                notes.append(f"{display_path(target)}: no weight files found in the folder or its subfolders "
+                             f"(looked for {LOOKED_FOR})")
         else:
             source = MemorySource(target)
             paths.append(source.path)
             sources.append(source)
-    return paths, sources
+    return paths, sources, notes
 
 
 def _flatten(results: Iterable[Any]) -> list[Finding]:
@@ -156,7 +161,7 @@ class Session:
         # spares the import of transformers.
         architecture = self.manager.get_plugin("architecture") is not None
         with limits.using(self.config.limits):
-            self.paths, self.sources = _sources_for(targets, architecture)
+            self.paths, self.sources, self.notes = _sources_for(targets, architecture)
         self.stream = TensorStream(self._check_tensor, self.jobs, self.cores, self.device, progress)
 
     def run(self) -> Report:
@@ -189,10 +194,14 @@ class Session:
     def _run(self) -> Report:
         started = time.perf_counter()
         records, problems = self._read_sources()
+        # Natural order within each file (blk.2 before blk.10), files in the order they were found:
+        # every report lists tensors the way a person counts layers.
+        file_order = {file: index for index, file in enumerate(dict.fromkeys(r.file for r in records))}
+        records.sort(key=lambda r: (file_order[r.file], natural_key(r.name)))
         annotate_sources(self.sources, records)  # module types, layouts and ties from config.json, before any rule
         report = Report(paths=self.paths, sources=self.sources, records=records, findings=[],
                         tensors={}, rules=self.rules, config=self.config, device=self.device, seconds=0.0,
-                        notes=[note for source in self.sources for note in source.notes])
+                        notes=[*self.notes, *(note for source in self.sources for note in source.notes)])
         stats_by_key: dict[str, dict[str, Any]] = {}
         try:
             for record, (findings, computed, problem) in self.stream(records):

@@ -18,10 +18,13 @@ def document(report) -> dict[str, Any]:
         "weightlint": __version__,
         "model": report.model(),
         "summary": report.summary(),
-        "rules": [rule.code for rule in report.rules.values()],
+        "rules": report.selected_rules,
         "notes": report.notes,
         "findings": [finding.to_dict() for finding in report.findings],
         "tensors": report.tensors,
+        "suppressed": [{**finding.to_dict(), "suppressed_by": reason}
+                       for finding, reason in zip(report.suppressed, report.suppression_reasons)],
+        "baselined": [finding.to_dict() for finding in report.baselined],
     })
 
 

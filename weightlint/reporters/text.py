@@ -19,11 +19,29 @@ def human_count(count: int) -> str:
     return str(count)
 
 
+def _kept_out(report) -> str:
+    """One line on what the configuration kept out of the report, and where to see it."""
+    parts = []
+    if report.suppressed:
+        parts.append(f"{len(report.suppressed)} suppressed by the configuration ({report.config.source})")
+    if report.baselined:
+        parts.append(f"{len(report.baselined)} already in the baseline {report.config.baseline}")
+    if report.baseline_fixed:
+        parts.append(f"{report.baseline_fixed} baseline finding{'s' if report.baseline_fixed != 1 else ''} "
+                     "no longer found")
+    return "not shown: " + "; ".join(parts) + " (--format json lists them)"
+
+
 def closing_line(report) -> str:
     counts = report.counts()
     words = {"error": "errors", "warning": "warnings", "info": "info"}
     parts = [f"{n} {word if n == 1 else words[word]}" for word, n in counts.items() if n]
-    text = ", ".join(parts) if parts else "no findings"
+    text = ", ".join(parts) if parts else "no findings" if report.records else "no tensors checked"
+    # As pytest says "3 deselected": what the configuration kept out of the report is never silent.
+    if report.suppressed:
+        text += f", {len(report.suppressed)} suppressed"
+    if report.baselined:
+        text += f", {len(report.baselined)} baselined"
     if report.interrupted:
         text = "interrupted: " + text
     return f"{text} in {report.seconds:.1f}s"
@@ -70,7 +88,9 @@ def render(report, color: bool = False, verbose: bool = False, quiet: bool = Fal
             f"checkpoint: {', '.join(report.formats) or 'none'}, {len(report.records)} tensors, "
             f"{human_count(report.parameter_count)} parameters, {len(files)} file{'s' if len(files) != 1 else ''}"
         )
-        lines.append(f"rules: {len(report.rules)} ({' '.join(report.rules)})")
+        selected = report.selected_rules
+        of_all = f" of {len(report.rules)}" if len(selected) != len(report.rules) else ""
+        lines.append(f"rules: {len(selected)}{of_all} ({' '.join(selected)})")
         lines.extend(f"note: {printable(note)}" for note in report.notes)
         lines.append("")
     by_file = groupby(report.findings, key=lambda f: f.file or "")
@@ -95,6 +115,8 @@ def render(report, color: bool = False, verbose: bool = False, quiet: bool = Fal
         lines.append("")
     if report.records and not report.interrupted:
         lines.append(f"health score {report.health_score}/100: {report.verdict}")
+    if report.suppressed or report.baselined or report.baseline_fixed:
+        lines.append(_kept_out(report))
     worst = max((f.severity for f in report.findings), default=None)
     code = {Severity.ERROR: "31;1", Severity.WARNING: "33;1", Severity.INFO: "32;1", None: "32;1"}[worst]
     lines.append(_rule_line(closing_line(report), width, paint, code))

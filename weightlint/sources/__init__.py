@@ -29,7 +29,12 @@ CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf", ".onnx")
 TRAINER_STATE = ("training_args.bin", "optimizer*.pt", "optimizer*.bin", "scheduler*.pt", "scheduler*.bin",
                  "rng_state*.pth", "scaler*.pt", "random_states*.pkl")
 
-__all__ = ["Item", "Problem", "Source", "MemorySource", "GGUFSource", "OnnxSource", "TorchScriptSource", "resolve",
+# What folder discovery looks for, as the "no weight files found" note says it.
+LOOKED_FOR = ("*.safetensors, *.bin, *.pt, *.pth, *.ckpt, *.gguf, *.onnx, or a shard index "
+              "model.safetensors.index.json / pytorch_model.bin.index.json")
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+__all__ = ["LOOKED_FOR", "Item", "Problem", "Source", "MemorySource", "GGUFSource", "OnnxSource", "TorchScriptSource", "resolve",
            "CHECKPOINT_SUFFIXES"]
 
 
@@ -61,6 +66,21 @@ def _sniff(path: str) -> str:
     return "unknown"
 
 
+def _lfs_pointer(path: str) -> str | None:
+    """Why the file is a Git LFS pointer rather than the weights, or None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(200)
+    except OSError:
+        return None
+    if not head.startswith(LFS_POINTER):
+        return None
+    size = next((line.split()[1].decode(errors="replace") for line in head.splitlines()
+                 if line.startswith(b"size ") and len(line.split()) == 2), "?")
+    return (f"a Git LFS pointer ({os.path.getsize(path)} bytes standing for a {size}-byte file), not the "
+            "weights: run `git lfs pull` (in GitHub Actions: actions/checkout with `lfs: true`)")
+
+
 def _is_pickle(path: str) -> bool:
     """Whether the file starts with one complete pickle (protocols 0 and 1 have no header byte)."""
     from weightlint.sources.pickle_scan import scan_pickle
@@ -88,6 +108,9 @@ def source_for_file(path: str) -> Source:
 
 def _source_for_file(path: str) -> Source:
     name = os.path.basename(path).lower()
+    pointer = _lfs_pointer(path)
+    if pointer is not None:
+        return UnsupportedSource(path, pointer, "lfs-pointer")
     if name.endswith(".index.json"):
         return ShardedSource(path)
     if name.endswith(".safetensors"):
