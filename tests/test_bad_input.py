@@ -172,7 +172,7 @@ BAD_FILES = {
     zero_byte_safetensors: "shorter than the 8-byte",
     zero_byte_bin: "not a PyTorch checkpoint",
     random_bin: "not a PyTorch checkpoint",
-    lfs_pointer_bin: "not a PyTorch checkpoint",
+    lfs_pointer_bin: "a Git LFS pointer (134 bytes standing for a 440473133-byte file), not the weights: run `git lfs pull`",
     plain_list_pickle: "not a PyTorch checkpoint",
     plain_list_pickle_protocol2: "not a PyTorch checkpoint",
     torch_saved_list: "no tensors found",

@@ -12,7 +12,7 @@ from weightlint.record import TensorRecord
 from weightlint.execution.device import resolve_device
 from weightlint.stats import TensorStats
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU checks run where one is (benchmarks/cuda_check.sh)")
 
 
 def test_auto_picks_the_gpu():

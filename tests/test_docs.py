@@ -20,5 +20,6 @@ def test_vendored_sarif_schema_is_the_official_one():
     tests = Path(__file__).parent
     official = tests.parent.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
     if not official.is_file():
-        pytest.skip("no shared/ folder beside this checkout")
+        pytest.skip("the official SARIF schema of the design documents (../shared/schemas/) is not beside "
+                    "this checkout; tests/data holds the vendored copy the reporter tests validate against")
     assert (tests / "data" / "sarif-schema-2.1.0.json").read_bytes() == official.read_bytes()

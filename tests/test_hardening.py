@@ -243,6 +243,20 @@ def test_onnx_string_fields_that_are_not_utf8(capsys):
     assert "W\\xffscale" in document["tensors"]
 
 
+def test_values_near_float32_max_give_finite_statistics_and_no_warning():
+    import warnings
+
+    values = np.full((8, 32), 3e38, np.float32)
+    values[::2] *= -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # found by the fuzz tier: sums overflowed
+        report = weightlint.check({"w": values}, jobs=1)
+    norms = report.tensors["w"]["norms"]
+    assert norms["mean"] == pytest.approx(0.0, abs=1e30) and norms["std"] == pytest.approx(3e38, rel=1e-6)
+    assert norms["mean_abs"] == pytest.approx(3e38, rel=1e-6)
+    assert [f.code for f in report.findings if f.code == "WL008"] == []
+
+
 # -- hangs and memory blowups --------------------------------------------------------------------
 
 def test_gguf_declaring_an_array_of_2_62_items_is_refused_at_once():

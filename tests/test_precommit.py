@@ -14,6 +14,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from tests.test_docs_snippets import readme_precommit_config
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -43,12 +45,9 @@ def repo(tmp_path):
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    hook = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())[0]
-    # A `repo: local` hook running the installed weightlint (a hook environment could not download torch here),
-    # with the published hook's entry, arguments and file pattern.
-    config = {"repos": [{"repo": "local", "hooks": [{
-        "id": hook["id"], "name": hook["name"], "entry": hook["entry"], "args": hook["args"], "language": "system",
-        "files": hook["files"], "require_serial": True}]}]}
+    # The README's `repo: local` configuration, verbatim (a hook environment could not download torch
+    # here; tests/test_docs_snippets.py checks it matches the published hook).
+    config = readme_precommit_config()
     (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
     assert _git(repo, "init", "-q", env=env).returncode == 0
     installed = subprocess.run([str(pre_commit), "install"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)

@@ -160,17 +160,18 @@ class TensorStats:
                     "min": nan, "max": nan, "finite_only": True}
         low, high = self.extremes if self.all_finite else xp.minmax(finite)
         max_abs = max(-low, high)
-        # Squares overflow float32 beyond 1.8e19: scale by the largest magnitude there.
+        # Squares overflow float32 beyond 1.8e19, and sums of values near float32's maximum
+        # overflow too: scale by the largest magnitude there.
         scale = max_abs if max_abs > 1e18 else 1.0
         scaled = finite / scale if scale != 1.0 else finite
         square_sum = xp.sum_squares(scaled) * scale * scale
-        mean = xp.sum(finite) / count
+        mean = xp.sum(scaled) / count * scale
         variance = max(square_sum / count - mean * mean, 0.0)
         return {
             "l2": square_sum**0.5,
             "rms": (square_sum / count) ** 0.5,
             "max_abs": max_abs,
-            "mean_abs": xp.sum_abs(finite) / count,
+            "mean_abs": xp.sum_abs(scaled) / count * scale,
             "mean": mean,
             "std": variance**0.5,
             "min": low,

@@ -8,6 +8,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+import numpy as np
+
 from weightlint.architecture import annotate_sources
 from weightlint.config import PROFILES, CheckContext, Config, limits, selector_matches
 from weightlint.execution.device import resolve_device
@@ -51,6 +53,20 @@ def _sources_for(targets: Iterable[Any], architecture: bool = True) -> tuple[lis
             paths.append(source.path)
             sources.append(source)
     return paths, sources, notes
+
+
+def _in_natural_order(records: list[TensorRecord]) -> list[TensorRecord]:
+    """Records of a file stored in text order (safetensors writers sort names: blk.0, blk.1,
+    blk.10 …) in natural order instead (blk.2 before blk.10), so every report lists layers the way
+    a person counts them. A file in any other order (a state dict's module order, a graph's) keeps it."""
+    by_file: dict[str, list[TensorRecord]] = {}
+    for record in records:
+        by_file.setdefault(record.file, []).append(record)
+    ordered = []
+    for group in by_file.values():
+        names = [record.name for record in group]
+        ordered.extend(sorted(group, key=lambda r: natural_key(r.name)) if names == sorted(names) else group)
+    return ordered
 
 
 def _flatten(results: Iterable[Any]) -> list[Finding]:
@@ -194,10 +210,7 @@ class Session:
     def _run(self) -> Report:
         started = time.perf_counter()
         records, problems = self._read_sources()
-        # Natural order within each file (blk.2 before blk.10), files in the order they were found:
-        # every report lists tensors the way a person counts layers.
-        file_order = {file: index for index, file in enumerate(dict.fromkeys(r.file for r in records))}
-        records.sort(key=lambda r: (file_order[r.file], natural_key(r.name)))
+        records = _in_natural_order(records)
         annotate_sources(self.sources, records)  # module types, layouts and ties from config.json, before any rule
         report = Report(paths=self.paths, sources=self.sources, records=records, findings=[],
                         tensors={}, rules=self.rules, config=self.config, device=self.device, seconds=0.0,
@@ -241,11 +254,14 @@ class Session:
         except Exception as error:
             return [], {}, Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name)
         try:
-            for group in self.groups:
-                getattr(stats, group)
-            findings = self._call("weightlint_check_tensor", f"tensor {record.name}",
-                                  [dict(tensor=record, stats=stats)])
-            computed = stats.computed()
+            # Values near float32's limits overflow on the way (a sum, a Gram matrix); every such
+            # path checks its result and recomputes in float64, so NumPy's warnings are noise.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                for group in self.groups:
+                    getattr(stats, group)
+                findings = self._call("weightlint_check_tensor", f"tensor {record.name}",
+                                      [dict(tensor=record, stats=stats)])
+                computed = stats.computed()
         except RuleError as error:
             if not error.builtin:
                 raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+import warnings
 from collections import Counter
 from functools import partial
 from typing import Any, Iterator
@@ -26,7 +27,14 @@ import numpy as np
 from weightlint import dtypes
 from weightlint.config import limits
 from weightlint.record import TensorRecord
-from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
+from weightlint.sources.base import (
+    Item,
+    Problem,
+    Source,
+    display_path,
+    limit_problem,
+    short_reason,
+)
 
 INSTALL_HINT = "pip install gguf"  # a dependency of weightlint; missing only in a broken environment
 # Types read without conversion: GGML type name → the dtype the record (and load()) has.
@@ -75,7 +83,11 @@ class GGUFSource(Source):
             yield Problem("unreadable", shown, f"not a valid GGUF file: {error}")
             return
         try:
-            reader = gguf.GGUFReader(self._real_path)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                # A hostile header overflows the reader's offset arithmetic: the resulting error is
+                # reported below, the NumPy warnings on the way are noise.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                reader = gguf.GGUFReader(self._real_path)
         except Exception as error:  # the reader raises ValueError, IndexError, KeyError … on bad bytes
             yield Problem("unreadable", shown, f"not a valid GGUF file: {diagnose(self._real_path, error)}")
             return
