@@ -23,4 +23,11 @@ BUILTIN = (
     "constant_tensor",     # WL503
     "untrained_layer",     # WL601
     "suppressions",        # WL010 WL011
+    "exploding_change",    # WL701 (weightlint diff)
+    "drastic_change",      # WL702
+    "condition_growth",    # WL703
+    "stagnation",          # WL704
+    "frozen_changed",      # WL705
+    "not_training",        # WL706
+    "structure_changed",   # WL707
 )

@@ -93,6 +93,10 @@ def sandbox(tmp_path_factory, minilm):
         shutil.copytree(minilm, folder / name, dirs_exist_ok=True)
     weight = {"layer.weight": torch.randn(8, 8, generator=torch.Generator().manual_seed(0)) * 0.1}
     save_file(weight, str(folder / "a.safetensors"))
+    for step in (100, 200):  # a run folder for the training-health commands
+        (folder / "run" / f"checkpoint-{step}").mkdir(parents=True)
+        save_file({name: tensor * (1 + step / 1e4) for name, tensor in weight.items()},
+                  str(folder / "run" / f"checkpoint-{step}" / "model.safetensors"))
     torch.save(weight, folder / "b.pt")
     torch.save({"state_dict": weight}, folder / "c.ckpt")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -145,7 +149,7 @@ def test_every_shell_snippet_runs(sandbox, checkout_copy):
             for line in shell_lines(block):
                 reason = run_line(line, sandbox, cwd=checkout_copy if doc in IN_CHECKOUT else None)
                 (skipped if reason else ran).append(f"{doc}:{line_number}: {line}" + (f" — {reason}" if reason else ""))
-    assert len(ran) == 15, ran  # and the parts before a NOT_RUN command of the 5 lines below
+    assert len(ran) == 17, ran  # and the parts before a NOT_RUN command of the lines below
     # Exactly the NOT_RUN parts: the suite (twice), the placeholder, the benchmark.
     assert [entry.split(" — ")[1] for entry in skipped] == [
         "not run: python -m pytest -q (the test suite itself)",
@@ -218,6 +222,14 @@ def test_python_snippets_run(doc, tmp_path, monkeypatch):
     for line_number, block in blocks:
         if "hookimpl" in block:  # a plugin module: defining it is what it does
             exec(compile(block, f"{doc}:{line_number}", "exec"), {})
+            continue
+        if "callbacks=[WeightlintCallback()]" in block:
+            # Needs a model, arguments and data to train: its import runs here, and the callback
+            # itself stops a real diverging Trainer run in tests/test_training_health.py.
+            first_line = block.splitlines()[0]
+            assert first_line == "from weightlint.integrations.transformers import WeightlintCallback"
+            exec(compile(first_line, f"{doc}:{line_number}", "exec"), namespace)
+            compile(block, f"{doc}:{line_number}", "exec")
             continue
         exec(compile(block, f"{doc}:{line_number}", "exec"), namespace)
     assert blocks

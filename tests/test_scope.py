@@ -57,11 +57,22 @@ def test_compare_with_flags_the_guides_training_health_cases():
     assert layers["layers.0.mlp.weight"]["status"] == "explosion"
     assert layers["layers.0.mlp.weight"]["l2_norm_ratio"] == pytest.approx(20, rel=1e-5)
     assert layers["layers.1.mlp.weight"]["status"] == "drastic-change"
-    assert layers["layers.2.mlp.weight"]["status"] == "stalled"
+    assert layers["layers.2.mlp.weight"]["status"] == "ok" and layers["layers.2.mlp.weight"]["relative_change"] == 0
     assert layers["layers.3.mlp.weight"]["status"] == "instability"
     assert layers["layers.3.mlp.weight"]["condition_number_ratio"] > 100
     assert layers["layers.4.mlp.weight"]["status"] == "ok"
-    assert comparison["summary"] == {"explosion": 1, "drastic-change": 1, "instability": 1, "stalled": 1, "ok": 1}
+    assert comparison["summary"] == {"explosion": 1, "drastic-change": 1, "instability": 1, "ok": 2}
+    assert comparison["stagnation"] is None  # one tensor of five standing still is not a stalled model
+
+
+def test_compare_with_itself_is_one_stagnation_finding_and_keeps_the_scan():
+    state = _state()
+    scope = Scope(state, device="cpu")
+    health = scope.health_check()
+    comparison = scope.compare_with(Scope(state, device="cpu"))
+    assert comparison["summary"]["ok"] == len(comparison["layer_comparisons"])
+    assert comparison["stagnation"]["code"] == "WL704" and comparison["stagnation"]["value"] == 1.0
+    assert scope.health_check() == health  # compare_with keeps its own report
 
 
 def test_scope_is_exported():

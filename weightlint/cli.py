@@ -16,7 +16,7 @@ from typing import Sequence
 from weightlint._version import __version__
 from weightlint.exitcodes import ExitCode
 
-COMMANDS = ("check", "demo", "rules", "explain")
+COMMANDS = ("check", "diff", "watch", "demo", "rules", "explain")
 FORMATS = ("text", "json", "junit", "sarif", "github", "markdown")
 RULE_FORMATS = ("text", "json")
 # Side outputs: written next to the main output, whatever its format (as pytest's --junitxml).
@@ -95,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="write a small GPT-2-shaped checkpoint with planted defects and lint it")
     demo.add_argument("--dir", help="where to write the demo checkpoint (default: a new temporary folder)")
     _add_check_options(demo)
+    diff = commands.add_parser("diff", help="compare two checkpoints of one model, tensor by tensor (training health)")
+    diff.add_argument("old", help="the earlier checkpoint (a file, folder or shard index)")
+    diff.add_argument("new", help="the later checkpoint")
+    diff.add_argument("--no-spectra", action="store_true",
+                      help="skip the condition numbers (WL703): a single pass over the data")
+    _add_check_options(diff)
+    watch = commands.add_parser("watch", help="compare each checkpoint of a training run with the one before")
+    watch.add_argument("paths", nargs="+", help="run folders holding checkpoints (checkpoint-200/, step_100.pt …), "
+                                                 "or the checkpoints themselves")
+    watch.add_argument("--spectra", action="store_true", help="also compare condition numbers (WL703): an SVD per matrix")
+    watch.add_argument("--follow", action="store_true",
+                       help="keep watching for new checkpoints (until --timeout or Ctrl-C), then report")
+    watch.add_argument("--timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long")
+    _add_check_options(watch)
     rules = commands.add_parser("rules", help="list every rule")
     rules.add_argument("--format", choices=RULE_FORMATS, default="text")
     rules.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME")
@@ -192,11 +206,11 @@ def _side_outputs(args) -> list[tuple[str, str, str]]:
     return wanted
 
 
-def run_check(args, targets: Sequence[str]) -> int:
-    from weightlint.reporters import render
-    from weightlint.execution.session import Session
-
+def run_check(args, targets: Sequence[str], compare_with: str | None = None, watch: bool = False) -> int:
+    """``check`` (and ``demo``) on ``targets``, ``diff`` of ``compare_with`` (old) and ``targets``
+    (new), or ``watch`` of the run folders ``targets``."""
     from weightlint.config import file as configfile
+    from weightlint.reporters import render
 
     config = _config(args)
     raw = configfile.resolve(args.config, args.isolated)
@@ -205,8 +219,22 @@ def run_check(args, targets: Sequence[str]) -> int:
 
         architecture.CACHE_ENABLED = False
     side_outputs = _side_outputs(args)
-    progress = _Progress(enabled=not args.quiet and args.format == "text" and sys.stderr.isatty())
-    report = Session(list(targets), config, progress=progress, config_file=raw).run()
+    if watch:
+        from weightlint.diff.watch import Watch
+
+        session = Watch(targets, config, config_file=raw, spectra=args.spectra, follow=args.follow,
+                        timeout=args.timeout)
+    elif compare_with is not None:
+        from weightlint.diff import DiffSession
+
+        session = DiffSession([compare_with], list(targets), config, config_file=raw,
+                              spectra=not args.no_spectra)
+    else:
+        from weightlint.execution.session import Session
+
+        progress = _Progress(enabled=not args.quiet and args.format == "text" and sys.stderr.isatty())
+        session = Session(list(targets), config, progress=progress, config_file=raw)
+    report = session.run()
     if args.write_baseline:
         from weightlint.baseline import write_baseline
 
@@ -301,6 +329,10 @@ def _dispatch(args) -> int:
         return run_rules(args)
     if args.command == "explain":
         return run_explain(args)
+    if args.command == "diff":
+        return run_check(args, [args.new], compare_with=args.old)
+    if args.command == "watch":
+        return run_check(args, args.paths, watch=True)
     return run_check(args, args.paths)
 
 

@@ -55,6 +55,8 @@ class Rule:
     # Reported whatever the selection, severity overrides, suppressions or baseline say (WL008: what
     # was not checked must never look checked).
     always_reported: bool = False
+    # A rule of ``weightlint diff`` (WL7xx): judges the change between two checkpoints, never one.
+    diff_only: bool = False
 
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):

@@ -1,13 +1,12 @@
 """The guide's Python API: ``Scope(path).scan()`` and ``scope.compare_with(other)``.
 
-A thin layer over :func:`weightlint.check`: ``scan`` returns the per-layer statistics grouped as the
-guide names them, ``compare_with`` compares two checkpoints of one model layer by layer (the guide's
-"training health" checks between consecutive checkpoints).
+A thin layer over :func:`weightlint.check` and :func:`weightlint.diff.diff`: ``scan`` returns the
+per-layer statistics grouped as the guide names them, ``compare_with`` compares two checkpoints of
+one model layer by layer (the guide's "training health" checks between consecutive checkpoints).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 from weightlint.formatting import natural_key
@@ -20,12 +19,6 @@ METHODS = {
     "precision": ("WL102",),
 }
 
-# Training-health thresholds between consecutive checkpoints (the guide's section 4).
-DRASTIC_RATIO = 2.0          # l2_norm_ratio > 2 or < 0.5: drastic change (warning)
-EXPLOSION_RATIO = 10.0       # > 10: gradient explosion (stop, lower the LR 10×, clip gradients)
-CONDITION_GROWTH = 100.0     # condition number grown > 100×: growing instability
-STALL_BAND = 0.01            # 0.99 < ratio < 1.01: the weights barely move (learning rate too low?)
-
 
 class Scope:
     """A checkpoint (path, ``nn.Module`` or dict of tensors) to scan, as in the guide's examples."""
@@ -35,6 +28,7 @@ class Scope:
         self.device = device
         self.settings = settings
         self.report = None
+        self.diff_report = None
 
     def scan(self, methods: Iterable[str] = ("all",), parallel: bool = True) -> dict[str, dict[str, dict]]:
         """``results[layer][group][metric]``, e.g. ``results[name]["spectral"]["condition_number"]``.
@@ -65,50 +59,38 @@ class Scope:
         return {**summary, "findings": [f.to_dict() for f in self.report.findings]}
 
     def compare_with(self, other: "Scope") -> dict[str, Any]:
-        """Layer-by-layer comparison with a later checkpoint of the same model.
+        """Layer-by-layer comparison with a later checkpoint of the same model: a view of
+        ``weightlint diff`` (the same engine and WL7xx rules), kept in ``self.diff_report``; the
+        scan's report (``health_check``) is left alone.
 
-        For every tensor present in both: ``l2_norm_ratio`` (other / self), ``condition_number_ratio``
-        and a ``status``: ``explosion`` (ratio > 10), ``drastic-change`` (> 2 or < 0.5),
-        ``instability`` (condition number grew > 100×), ``stalled`` (0.99 < ratio < 1.01), ``ok``.
+        For every tensor present in both: ``l2_norm_ratio`` (other / self), ``relative_change``,
+        ``cosine``, ``condition_number_ratio`` and a ``status`` from the findings: ``explosion``
+        (WL701), ``drastic-change`` (WL702), ``instability`` (WL703), ``ok``. A model that did not
+        move is one finding, ``stagnation`` (WL704, with the share of tensors that did not move).
         """
-        mine = self.scan(["spectral"]) if self.report is None else self._tensors()
-        theirs = other.scan(["spectral"]) if other.report is None else other._tensors()
-        comparisons = {}
-        for name in mine.keys() & theirs.keys():
-            comparisons[name] = _compare_layer(mine[name], theirs[name])
-        statuses = [c["status"] for c in comparisons.values()]
+        from weightlint.diff import diff
+
+        self.diff_report = diff(self.target, other.target, device="cpu", **self.settings)
+        statuses: dict[str, str] = {}
+        for finding in self.diff_report.findings:
+            status = _STATUS_OF.get(finding.code)
+            if status and finding.tensor and _STATUSES.index(status) < _STATUSES.index(statuses.get(finding.tensor, "ok")):
+                statuses[finding.tensor] = status
+        comparisons = {name: {**{key: entry["diff"].get(key) for key in
+                                 ("l2_norm_ratio", "relative_change", "cosine", "condition_number_ratio")},
+                              "status": statuses.get(name, "ok")}
+                       for name, entry in self.diff_report.tensors.items()}
+        stagnation = next((f.to_dict() for f in self.diff_report.findings if f.code == "WL704"), None)
+        structure = [f for f in self.diff_report.findings if f.code == "WL707"]
         return {
             "layer_comparisons": dict(sorted(comparisons.items(), key=lambda item: natural_key(item[0]))),
-            "summary": {status: statuses.count(status) for status in
-                        ("explosion", "drastic-change", "instability", "stalled", "ok")},
-            "only_in_first": sorted(mine.keys() - theirs.keys(), key=natural_key),
-            "only_in_second": sorted(theirs.keys() - mine.keys(), key=natural_key),
+            "summary": {status: sum(1 for c in comparisons.values() if c["status"] == status) for status in _STATUSES},
+            "stagnation": stagnation,
+            "only_in_first": [f.tensor for f in structure if f.extra.get("change") == "removed"],
+            "only_in_second": [f.tensor for f in structure if f.extra.get("change") == "added"],
         }
 
-    def _tensors(self) -> dict[str, dict]:
-        return {name: entry for name, entry in self.report.tensors.items() if entry.get("judged")}
 
-
-def _ratio(new: float | None, old: float | None) -> float | None:
-    if new is None or old is None or isinstance(new, str) or isinstance(old, str):
-        return None
-    if old == 0:
-        return math.inf if new else 1.0
-    return new / old
-
-
-def _compare_layer(before: dict, after: dict) -> dict[str, Any]:
-    l2 = _ratio(after.get("norms", {}).get("l2"), before.get("norms", {}).get("l2"))
-    condition = _ratio(after.get("spectral", {}).get("condition_number"),
-                       before.get("spectral", {}).get("condition_number"))
-    if l2 is not None and l2 > EXPLOSION_RATIO:
-        status = "explosion"
-    elif l2 is not None and (l2 > DRASTIC_RATIO or l2 < 1 / DRASTIC_RATIO):
-        status = "drastic-change"
-    elif condition is not None and condition > CONDITION_GROWTH:
-        status = "instability"
-    elif l2 is not None and abs(l2 - 1) < STALL_BAND:
-        status = "stalled"
-    else:
-        status = "ok"
-    return {"l2_norm_ratio": l2, "condition_number_ratio": condition, "status": status}
+# Per-layer statuses, worst first, from the WL7xx findings.
+_STATUSES = ("explosion", "drastic-change", "instability", "ok")
+_STATUS_OF = {"WL701": "explosion", "WL702": "drastic-change", "WL703": "instability"}

@@ -241,6 +241,8 @@ def _rules_table(raw: RawConfig, value: Any, path: tuple, rules: dict[str, Rule]
                     pass
             if setting is not None and numeric and (isinstance(setting, bool) or not isinstance(setting, (int, float))):
                 raise raw.error(where, f"expected a number (or null to turn it off), got {setting!r}")
+            if isinstance(rule.thresholds[name], list):  # glob lists (WL705 frozen, WL706 trainable)
+                setting = _string_list(raw, setting, where)
             checked[name] = setting
         table[rule.code] = {**table.get(rule.code, {}), **checked}
     return table

@@ -53,6 +53,9 @@ class Report:
     suppression_reasons: list[str] = field(default_factory=list)
     baselined: list[Finding] = field(default_factory=list)
     baseline_fixed: int = 0
+    # "check", or "diff" for ``weightlint diff`` (``compared``: the old and the new paths).
+    mode: str = "check"
+    compared: dict[str, list[str]] | None = None
 
     @property
     def parameter_count(self) -> int:
@@ -82,9 +85,17 @@ class Report:
         return ExitCode.OK if self.config.exit_zero else code
 
     @property
+    def applicable_rules(self) -> list[str]:
+        """Codes of the rules that can fire in this kind of run: ``check`` rules, or for a diff the
+        WL7xx rules and those about files."""
+        return [code for code, rule in self.rules.items()
+                if rule.always_reported or rule.diff_only == (self.mode == "diff") or rule.scope == "file"]
+
+    @property
     def selected_rules(self) -> list[str]:
-        """Codes of the rules this run's selection can reach (overrides included), in code order."""
-        return [code for code, rule in self.rules.items() if self.config.may_select(rule) or rule.always_reported]
+        """Codes of the applicable rules this run's selection can reach (overrides included)."""
+        return [code for code in self.applicable_rules
+                if self.rules[code].always_reported or self.config.may_select(self.rules[code])]
 
     @property
     def formats(self) -> list[str]:
@@ -140,6 +151,7 @@ class Report:
 
     def model(self) -> dict[str, Any]:
         return {
+            **({"compared": self.compared} if self.compared else {}),
             "paths": self.paths,
             "format": self.formats[0] if len(self.formats) == 1 else self.formats,
             "sources": [source.describe() for source in self.sources],

@@ -310,6 +310,12 @@ def check(*targets: Any, config: Config | None = None, config_file: str | None =
     override ``config_file`` (a ``weightlint.yaml`` or ``pyproject.toml``; the API does not search
     for one unless told: pass ``config_file="auto"`` to discover it as the command line does).
     """
+    config, raw = _config_from(config, config_file, settings)
+    return Session(list(targets), config, config_file=raw).run()
+
+
+def _config_from(config: Config | None, config_file: str | None, settings: dict[str, Any]) -> tuple[Config, Any]:
+    """The API's settings as a Config, and the configuration file it names (``"auto"``: discovered)."""
     from weightlint.config import file as configfile
 
     if config is None:
@@ -322,7 +328,7 @@ def check(*targets: Any, config: Config | None = None, config_file: str | None =
         raw = configfile.resolve(None, isolated=False)
     elif config_file is not None:
         raw = configfile.resolve(config_file, isolated=False)
-    return Session(list(targets), config, config_file=raw).run()
+    return config, raw
 
 
 __all__ = ["Session", "Report", "ModelView", "check", "UsageError", "RuleError"]

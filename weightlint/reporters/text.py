@@ -82,14 +82,18 @@ def render(report, color: bool = False, verbose: bool = False, quiet: bool = Fal
     if not quiet:
         lines.append(_rule_line("weightlint session starts", width, paint))
         lines.append(f"weightlint {__version__}, {_engine(report.device)}, device {report.device}")
-        lines.append(f"paths: {printable(' '.join(report.paths))}")
+        if report.compared:
+            lines.append(f"diff: {printable(' '.join(report.compared['old']))} → "
+                         f"{printable(' '.join(report.compared['new']))}")
+        else:
+            lines.append(f"paths: {printable(' '.join(report.paths))}")
         files = sorted({f for source in report.sources for f in source.files})
         lines.append(
             f"checkpoint: {', '.join(report.formats) or 'none'}, {len(report.records)} tensors, "
             f"{human_count(report.parameter_count)} parameters, {len(files)} file{'s' if len(files) != 1 else ''}"
         )
-        selected = report.selected_rules
-        of_all = f" of {len(report.rules)}" if len(selected) != len(report.rules) else ""
+        selected, applicable = report.selected_rules, report.applicable_rules
+        of_all = f" of {len(applicable)}" if len(selected) != len(applicable) else ""
         lines.append(f"rules: {len(selected)}{of_all} ({' '.join(selected)})")
         lines.extend(f"note: {printable(note)}" for note in report.notes)
         lines.append("")

@@ -1,0 +1,51 @@
+"""WL705 frozen-changed: a tensor meant to stay frozen changed between checkpoints."""
+
+from weightlint import Rule, Severity, hookimpl
+from weightlint.config import Pattern
+from weightlint.formatting import number
+
+RULE = Rule(
+    code="WL705",
+    scope="run",
+    diff_only=True,
+    name="frozen-changed",
+    severity=Severity.ERROR,
+    summary="A tensor that should be frozen (a `frozen` glob) changed between two checkpoints.",
+    applies_to="`weightlint diff`: tensors matching the `frozen` globs (none by default)",
+    what_it_does="""
+For every tensor whose name matches one of the `frozen` patterns (globs, or `re:` regexes), reports
+an error when its relative change ‖NEW−OLD‖/‖OLD‖ exceeds `max_relative_change` (default 1e-6).
+Off until `frozen` names something, for example the base model of a LoRA fine-tune:
+`rules: {WL705: {frozen: ["model.*"]}}`.
+""",
+    why_bad="""
+A frozen backbone that moves means the freeze did not take (`requires_grad` set after the optimizer
+was built, a parameter shared with a trained head, weight decay applied to it): the run is not the
+experiment you designed, and the base model drifts.
+""",
+    how_to_fix="""
+Freeze before building the optimizer, give the optimizer only the trainable parameters, and exclude
+frozen ones from weight decay.
+""",
+    thresholds={"frozen": [], "max_relative_change": 1e-6},
+)
+
+
+@hookimpl
+def weightlint_rules():
+    return [RULE]
+
+
+@hookimpl
+def weightlint_check_pair(pair, context):
+    options = context.options(RULE, pair.new)
+    if options is None or not options["frozen"] or not any(Pattern(p).matches(pair.name) for p in options["frozen"]):
+        return None
+    change = pair.stats.get("relative_change")
+    if change is None and pair.stats.get("old_l2") == 0:
+        change = pair.stats.get("new_l2")
+    if change is None or change <= options["max_relative_change"]:
+        return None
+    return RULE.finding(f"should be frozen but changed by {number(change)} (relative, > "
+                        f"{number(options['max_relative_change'])})", tensor=pair.new, value=change,
+                        threshold=options["max_relative_change"])

@@ -1,0 +1,173 @@
+"""``weightlint watch``: the checkpoints of a run, ordered by step, each compared with the one before.
+
+Checkpoints are found among the children of the given folders (or given directly) by their names:
+``checkpoint-200/``, ``step_100.pt``, ``step-100.safetensors``, ``global_step300/``,
+``epoch=3-step=1200.ckpt`` …: the step is the number after ``step``, else the last number of the
+name. ``follow`` keeps watching for new checkpoints (a checkpoint still being written is waited
+for: its files must stop growing and parse) until the timeout or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from weightlint.config import Config
+from weightlint.execution.report import Report
+from weightlint.formatting import number
+from weightlint.sources import CHECKPOINT_SUFFIXES
+
+_STEP = re.compile(r"step[_=-]?(\d+)", re.IGNORECASE)
+_NUMBER = re.compile(r"(\d+)")
+_CHECKPOINT_NAME = re.compile(r"(checkpoint|step|ckpt|epoch|iter)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path.rstrip(os.sep))
+
+
+def step_of(name: str) -> int | None:
+    """The training step a checkpoint's name gives (``epoch=3-step=1200.ckpt`` → 1200), or None."""
+    stem = name
+    for suffix in CHECKPOINT_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    match = _STEP.search(stem)
+    if match:
+        return int(match.group(1))
+    numbers = _NUMBER.findall(stem)
+    return int(numbers[-1]) if numbers and _CHECKPOINT_NAME.search(stem) else None
+
+
+def discover(paths: Sequence[str]) -> list[Checkpoint]:
+    """The checkpoints in (or named by) ``paths``, ordered by step (then name)."""
+    found: dict[str, Checkpoint] = {}
+    for path in paths:
+        candidates = ([os.path.join(path, entry) for entry in sorted(os.listdir(path))]
+                      if os.path.isdir(path) and step_of(os.path.basename(os.path.abspath(path))) is None else [path])
+        for candidate in candidates:
+            name = os.path.basename(candidate.rstrip(os.sep))
+            step = step_of(name)
+            is_checkpoint = os.path.isdir(candidate) or name.endswith(CHECKPOINT_SUFFIXES)
+            if step is not None and is_checkpoint:
+                found[os.path.abspath(candidate)] = Checkpoint(step, candidate)
+    return sorted(found.values(), key=lambda checkpoint: (checkpoint.step, checkpoint.name))
+
+
+def _size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
+def is_complete(checkpoint: Checkpoint, settle_seconds: float) -> bool:
+    """A checkpoint whose files stopped growing and whose weights parse (a save in progress is not)."""
+    from weightlint.sources import resolve
+
+    before = _size(checkpoint.path)
+    time.sleep(settle_seconds)
+    if _size(checkpoint.path) != before or before == 0:
+        return False
+    try:
+        sources = resolve(checkpoint.path, architecture=False)
+    except FileNotFoundError:
+        return False
+    from weightlint.sources.base import Problem
+
+    return bool(sources) and not any(isinstance(item, Problem) and item.kind == "unreadable"
+                                     for source in sources for item in source.items())
+
+
+class Watch:
+    """Diffs consecutive checkpoints; the merged report names the first checkpoint of each alarm."""
+
+    def __init__(self, paths: Sequence[str], config: Config, config_file: Any = None, spectra: bool = False,
+                 follow: bool = False, timeout: float | None = None, poll_seconds: float = 2.0,
+                 on_pair: Callable[[Checkpoint, Checkpoint, Report], None] | None = None) -> None:
+        self.paths, self.config, self.config_file = list(paths), config, config_file
+        self.spectra, self.follow, self.timeout, self.poll_seconds = spectra, follow, timeout, poll_seconds
+        self.on_pair = on_pair
+        self.compared: list[tuple[Checkpoint, Checkpoint, Report]] = []
+
+    def run(self) -> Report:
+        from weightlint.execution.errors import UsageError
+
+        started = time.perf_counter()
+        done: list[Checkpoint] = []
+        interrupted = False
+        try:
+            while True:
+                pending = [c for c in discover(self.paths) if c not in done]
+                if self.follow:
+                    pending = [c for c in pending if is_complete(c, min(self.poll_seconds, 1.0))]
+                for checkpoint in pending:
+                    if done:
+                        self._compare(done[-1], checkpoint)
+                    done.append(checkpoint)
+                if not self.follow or (self.timeout is not None and time.perf_counter() - started > self.timeout):
+                    break
+                time.sleep(self.poll_seconds)
+        except KeyboardInterrupt:
+            interrupted = True
+        if len(done) < 2 and not self.compared:
+            raise UsageError(f"{' '.join(self.paths)}: found {len(done)} checkpoint(s) named by step "
+                             "(checkpoint-200/, step_100.pt, epoch=3-step=1200.ckpt …); two are needed to compare")
+        report = self._merged(done, time.perf_counter() - started)
+        report.interrupted = interrupted
+        return report
+
+    def _compare(self, old: Checkpoint, new: Checkpoint) -> None:
+        import copy
+
+        from weightlint.diff.engine import DiffSession
+
+        report = DiffSession([old.path], [new.path], copy.deepcopy(self.config), config_file=self.config_file,
+                             spectra=self.spectra).run()
+        self.compared.append((old, new, report))
+        if self.on_pair:
+            self.on_pair(old, new, report)
+
+    def _merged(self, checkpoints: list[Checkpoint], seconds: float) -> Report:
+        last = self.compared[-1][2]
+        findings = [finding for _, _, report in self.compared for finding in report.findings]
+        report = Report(paths=[c.path for c in checkpoints], sources=[s for _, _, r in self.compared for s in r.sources],
+                        records=last.records, findings=findings, tensors=last.tensors, rules=last.rules,
+                        config=last.config, device="cpu", seconds=seconds, mode="diff",
+                        compared={"old": [checkpoints[0].path], "new": [checkpoints[-1].path]})
+        report.notes = [f"compared {len(self.compared)} pairs of consecutive checkpoints, steps "
+                        f"{', '.join(str(c.step) for c in checkpoints)}", *self._first_alarms(), *self._trend()]
+        report.findings.sort(key=lambda f: f.sort_key)
+        return report
+
+    def _first_alarms(self) -> list[str]:
+        first: dict[str, Checkpoint] = {}
+        for _, new, report in self.compared:
+            for finding in report.findings:
+                first.setdefault(f"{finding.code} {finding.rule} ({finding.severity})", new)
+        return [f"first {alarm}: {checkpoint.name} (step {checkpoint.step})" for alarm, checkpoint in first.items()]
+
+    def _trend(self) -> list[str]:
+        """Median and largest norm ratio per layer group and step: one compact line per group."""
+        from weightlint.roles import stack_role
+
+        groups: dict[str, list[str]] = {}
+        for _, new, report in self.compared:
+            ratios: dict[str, list[float]] = {}
+            for name, entry in report.tensors.items():
+                ratio = entry.get("diff", {}).get("l2_norm_ratio")
+                role = stack_role(name)
+                if ratio is not None and len(entry.get("shape", ())) >= 2:
+                    ratios.setdefault(role[0] if role else name, []).append(ratio)
+            for group, values in ratios.items():
+                values.sort()
+                groups.setdefault(group, []).append(f"{number(values[len(values) // 2])}/{number(values[-1])}@{new.step}")
+        return [f"trend of the norm ratio (median/max@step), {group}: {' '.join(points)}"
+                for group, points in sorted(groups.items())]
