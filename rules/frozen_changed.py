@@ -1,7 +1,7 @@
 """WL705 frozen-changed: a tensor meant to stay frozen changed between checkpoints."""
 
 from weightlint import Rule, Severity, hookimpl
-from weightlint.config import Pattern
+from weightlint.diff.measures import movement, named_by
 from weightlint.formatting import number
 
 RULE = Rule(
@@ -39,11 +39,9 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_pair(pair, context):
     options = context.options(RULE, pair.new)
-    if options is None or not options["frozen"] or not any(Pattern(p).matches(pair.name) for p in options["frozen"]):
+    if options is None or not named_by(pair.name, options["frozen"]):
         return None
-    change = pair.stats.get("relative_change")
-    if change is None and pair.stats.get("old_l2") == 0:
-        change = pair.stats.get("new_l2")
+    change = movement(pair.stats)
     if change is None or change <= options["max_relative_change"]:
         return None
     return RULE.finding(f"should be frozen but changed by {number(change)} (relative, > "

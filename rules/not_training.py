@@ -1,7 +1,7 @@
 """WL706 not-training: a tensor meant to train did not move between checkpoints."""
 
 from weightlint import Rule, Severity, hookimpl
-from weightlint.config import Pattern
+from weightlint.diff.measures import movement, named_by
 from weightlint.formatting import number
 
 RULE = Rule(
@@ -38,11 +38,9 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_pair(pair, context):
     options = context.options(RULE, pair.new)
-    if options is None or not options["trainable"] or not any(Pattern(p).matches(pair.name) for p in options["trainable"]):
+    if options is None or not named_by(pair.name, options["trainable"]):
         return None
-    change = pair.stats.get("relative_change")
-    if change is None and pair.stats.get("old_l2") == 0:
-        change = pair.stats.get("new_l2")
+    change = movement(pair.stats)
     if change is None or change > options["max_relative_change"]:
         return None
     return RULE.finding(f"should train but did not move (relative change {number(change)} ≤ "

@@ -1,6 +1,7 @@
 """WL704 stagnation: most tensors did not move between two checkpoints."""
 
 from weightlint import Rule, Severity, hookimpl
+from weightlint.diff.measures import movement
 from weightlint.formatting import number
 
 RULE = Rule(
@@ -34,9 +35,7 @@ the model's parameters. Name the tensors meant to stay frozen under WL705's `fro
 
 def did_not_move(stats: dict, options: dict) -> bool:
     """Whether a pair counts as not moving under these options."""
-    change, ratio = stats.get("relative_change"), stats.get("l2_norm_ratio")
-    if stats.get("old_l2") == 0:
-        change = stats.get("new_l2")  # a zero tensor that stayed zero did not move
+    change, ratio = movement(stats), stats.get("l2_norm_ratio")
     if options.get("max_relative_change") is not None and change is not None:
         return change <= options["max_relative_change"]
     if options.get("norm_ratio_band") is not None and ratio is not None:

@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 import weightlint
 from weightlint import Severity
-from weightlint.config import file as configfile
 from weightlint.cli import main
+from weightlint.config import file as configfile
 
 ROOT = Path(__file__).parent.parent
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import weightlint
-from weightlint.record import TensorRecord
 from weightlint.execution.device import resolve_device
+from weightlint.record import TensorRecord
 from weightlint.stats import TensorStats
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU checks run where one is (benchmarks/cuda_check.sh)")

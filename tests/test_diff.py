@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 import weightlint
 from weightlint import ExitCode, Severity
 from weightlint.cli import main
-from weightlint.diff import diff
+from weightlint.diff.engine import diff
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,13 @@ import pytest
 import torch
 
 import weightlint
+from tests.spectra import (
+    robust_outlier_share,
+    to_tensor,
+    with_condition_number,
+    with_stable_rank,
+)
 from weightlint import Severity
-from tests.spectra import robust_outlier_share, to_tensor, with_condition_number, with_stable_rank
 
 transformers = pytest.importorskip("transformers")
 

@@ -24,10 +24,10 @@ import torch
 from safetensors.torch import save_file
 
 import weightlint
-from weightlint import ExitCode, Severity
-from weightlint.config import limits
 from tests.engine_helpers import weights
 from tests.test_bad_input import assert_good_scanned, make_good
+from weightlint import ExitCode, Severity
+from weightlint.config import limits
 
 PWNED = "pwned"
 

@@ -106,8 +106,8 @@ def test_external_data_is_read_lazily_from_its_file():
     from onnx.external_data_helper import uses_external_data
 
     model = onnx.load("model.onnx", load_external_data=False)
-    from weightlint.sources.onnx_file import _read
     from weightlint import dtypes
+    from weightlint.sources.onnx_file import _read
 
     _read(model.graph.initializer[0], os.getcwd(), dtypes.float32)
     assert uses_external_data(model.graph.initializer[0]) and not model.graph.initializer[0].raw_data

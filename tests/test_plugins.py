@@ -13,7 +13,12 @@ from safetensors.torch import save_file
 
 import weightlint
 from weightlint import cli
-from weightlint.plugins import ENTRY_POINT_GROUP, PluginError, build_plugin_manager, collect_rules
+from weightlint.plugins import (
+    ENTRY_POINT_GROUP,
+    PluginError,
+    build_plugin_manager,
+    collect_rules,
+)
 
 TESTS = Path(__file__).resolve().parent
 THIRD_PARTY = "plugins_for_tests.huge_values"

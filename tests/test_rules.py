@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 
+import groundtruth as gt
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-import groundtruth as gt
 import weightlint
 from weightlint import Severity
 

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import save_file
 
 import weightlint
-from weightlint import ExitCode, Severity
 from tests.engine_helpers import CLI_SELECT, SELECT, check, weights  # noqa: F401
+from weightlint import ExitCode, Severity
 
 NAN = float("nan")
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import weightlint
-from weightlint.diff import diff
+from weightlint.diff.engine import diff
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate", reason="the Trainer needs accelerate (in the test extra)")

@@ -481,7 +481,11 @@ def _renamer_factory(model: Any) -> Any:
     """
     try:
         from transformers.conversion_mapping import get_model_conversion_mapping
-        from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+        from transformers.core_model_loading import (
+            WeightConverter,
+            WeightRenaming,
+            rename_source_key,
+        )
 
         if not get_model_conversion_mapping(model):
             return None

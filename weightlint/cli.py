@@ -225,7 +225,7 @@ def run_check(args, targets: Sequence[str], compare_with: str | None = None, wat
         session = Watch(targets, config, config_file=raw, spectra=args.spectra, follow=args.follow,
                         timeout=args.timeout)
     elif compare_with is not None:
-        from weightlint.diff import DiffSession
+        from weightlint.diff.engine import DiffSession
 
         session = DiffSession([compare_with], list(targets), config, config_file=raw,
                               spectra=not args.no_spectra)
@@ -339,8 +339,8 @@ def _dispatch(args) -> int:
 def _handle_error(error: Exception, show_traceback: bool) -> int:
     from weightlint.baseline import BaselineError
     from weightlint.config.file import ConfigError
-    from weightlint.plugins import PluginError
     from weightlint.execution.errors import UsageError
+    from weightlint.plugins import PluginError
 
     if isinstance(error, (UsageError, PluginError, ConfigError, BaselineError)):
         print(f"weightlint: error: {error}", file=sys.stderr)

@@ -61,7 +61,7 @@ def weightlint_file_problem(problem, context):
 def weightlint_check_pair(pair, context):
     """Check one tensor of ``weightlint diff``: the same tensor in two checkpoints of one model.
 
-    :param pair: a :class:`weightlint.diff.TensorPair`: the two records (``old``, ``new``) and the
+    :param pair: a :class:`weightlint.diff.engine.TensorPair`: the two records (``old``, ``new``) and the
         statistics of the change (``l2_norm_ratio``, ``relative_change``, ``cosine``,
         ``condition_number_ratio`` …). The tensor data is gone by then.
     :return: a finding, a list of findings, or ``None``.
@@ -72,7 +72,7 @@ def weightlint_check_pair(pair, context):
 def weightlint_check_diff(diff, context):
     """Check a whole ``weightlint diff`` once every pair has been compared.
 
-    :param diff: a :class:`weightlint.diff.DiffView`: every pair, and the tensors added, removed,
+    :param diff: a :class:`weightlint.diff.engine.DiffView`: every pair, and the tensors added, removed,
         reshaped or re-typed between the two checkpoints.
     :return: a list of findings or ``None``.
     """

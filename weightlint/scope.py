@@ -1,6 +1,6 @@
 """The guide's Python API: ``Scope(path).scan()`` and ``scope.compare_with(other)``.
 
-A thin layer over :func:`weightlint.check` and :func:`weightlint.diff.diff`: ``scan`` returns the
+A thin layer over :func:`weightlint.check` and :func:`weightlint.diff.engine.diff`: ``scan`` returns the
 per-layer statistics grouped as the guide names them, ``compare_with`` compares two checkpoints of
 one model layer by layer (the guide's "training health" checks between consecutive checkpoints).
 """
@@ -68,7 +68,7 @@ class Scope:
         (WL701), ``drastic-change`` (WL702), ``instability`` (WL703), ``ok``. A model that did not
         move is one finding, ``stagnation`` (WL704, with the share of tensors that did not move).
         """
-        from weightlint.diff import diff
+        from weightlint.diff.engine import diff
 
         self.diff_report = diff(self.target, other.target, device="cpu", **self.settings)
         statuses: dict[str, str] = {}

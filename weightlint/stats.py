@@ -20,6 +20,7 @@ from weightlint.quantization import quantization_group
 from weightlint.record import TensorRecord
 from weightlint.spectral import singular_values, spectral_group
 
+
 def unit_roundoff(dtype: Any) -> float:
     """Half the spacing of the stored format's numbers near 1: what rounding to it costs, relative."""
     mantissa_bits = {"float64": 52, "float32": 23, "float16": 10, "bfloat16": 7}.get(getattr(dtype, "name", ""), 2)

@@ -16,8 +16,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from weightlint.config import limits
-from weightlint.config import PROFILES, Config, Override, Pattern, Suppression, selector_matches
+from weightlint.config import (
+    PROFILES,
+    Config,
+    Override,
+    Pattern,
+    Suppression,
+    limits,
+    selector_matches,
+)
 from weightlint.finding import Severity
 from weightlint.rule import Rule
 

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from weightlint.config.limits import DEFAULT as DEFAULT_LIMITS
+from weightlint.config.limits import Limits
 from weightlint.finding import Severity
-from weightlint.config.limits import DEFAULT as DEFAULT_LIMITS, Limits
 from weightlint.rule import Rule
 
 # Threshold profiles: ``default`` is calibrated on real published models (docs/calibration.md);

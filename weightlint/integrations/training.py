@@ -72,7 +72,7 @@ class TrainingMonitor:
 
     def checkpoint_saved(self, path: str | os.PathLike) -> Outcome:
         """Lint the checkpoint just written (a file or a folder) against the previous one."""
-        from weightlint.diff import diff
+        from weightlint.diff.engine import diff
         from weightlint.execution.session import check
 
         path = os.fspath(path)

@@ -12,7 +12,14 @@ import numpy as np
 from weightlint import dtypes
 from weightlint.config import limits
 from weightlint.record import TensorRecord
-from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
+from weightlint.sources.base import (
+    Item,
+    Problem,
+    Source,
+    display_path,
+    limit_problem,
+    short_reason,
+)
 
 # safetensors dtype names → element types. Every one is read without torch (see weightlint.dtypes).
 DTYPES = {

@@ -20,12 +20,31 @@ import warnings
 import zipfile
 from typing import Any, Iterator, Mapping, NamedTuple
 
-from weightlint.record import TensorRecord
 from weightlint.config import limits
-from weightlint.sources.base import Item, Problem, Source, display_path, limit_problem, short_reason
-from weightlint.sources.pickle_scan import allowed_globals, python3_name, scan_pickle, unsafe_pickle_problem
-from weightlint.sources.torch_archive import (MAX_DEPTH, RefusedGlobal, is_deferred_tensor, read_pickle_member,
-                                              root_dir, starts_like_zip, unpickle)
+from weightlint.record import TensorRecord
+from weightlint.sources.base import (
+    Item,
+    Problem,
+    Source,
+    display_path,
+    limit_problem,
+    short_reason,
+)
+from weightlint.sources.pickle_scan import (
+    allowed_globals,
+    python3_name,
+    scan_pickle,
+    unsafe_pickle_problem,
+)
+from weightlint.sources.torch_archive import (
+    MAX_DEPTH,
+    RefusedGlobal,
+    is_deferred_tensor,
+    read_pickle_member,
+    root_dir,
+    starts_like_zip,
+    unpickle,
+)
 
 # Where trainers nest the model's weights (Lightning, DeepSpeed, plain ``{"model": ...}``, EMA): when
 # one of these holds tensors, tensors elsewhere (Lightning's callback scores …) are not weights.
@@ -245,7 +264,10 @@ def flatten_tensors(mapping: Mapping) -> Iterator[tuple[str, Any]]:
 
 def scan_problem(path: str) -> Problem | None:
     """WL002 for a pickle whose weights are not judged, from its opcodes alone (nothing loaded)."""
-    from weightlint.sources.torchscript import is_torchscript_archive, script_offending_globals
+    from weightlint.sources.torchscript import (
+        is_torchscript_archive,
+        script_offending_globals,
+    )
 
     if is_torchscript_archive(path):
         with zipfile.ZipFile(path) as archive:

@@ -20,9 +20,22 @@ from typing import Any, Iterator, Mapping
 
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Item, Problem, Source, display_path, short_reason
-from weightlint.sources.pickle_scan import allowed_globals, scan_pickle, unsafe_pickle_problem
-from weightlint.sources.torch_archive import (_JIT_HELPERS, MAX_DEPTH, RefusedGlobal, _ScriptObject, _Tensor,
-                                              read_pickle_member, root_dir, starts_like_zip, unpickle)
+from weightlint.sources.pickle_scan import (
+    allowed_globals,
+    scan_pickle,
+    unsafe_pickle_problem,
+)
+from weightlint.sources.torch_archive import (
+    _JIT_HELPERS,
+    MAX_DEPTH,
+    RefusedGlobal,
+    _ScriptObject,
+    _Tensor,
+    read_pickle_member,
+    root_dir,
+    starts_like_zip,
+    unpickle,
+)
 from weightlint.sources.torch_pickle import counted, examples
 
 
