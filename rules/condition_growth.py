@@ -24,6 +24,18 @@ singular directions first.
 Lower the learning rate, add weight decay or spectral normalization for the layer, and compare with
 earlier checkpoints (`weightlint watch`) to find where the growth started.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+old = {"layer.weight": (rng.standard_normal((64, 64)) * 0.02).astype(np.float32)}
+u, s, vh = np.linalg.svd(old["layer.weight"].astype(np.float64))
+s[-1] /= 1e4  # the smallest direction collapses: same norm, 10,000 times the condition number
+new = {"layer.weight": (u @ np.diag(s) @ vh).astype(np.float32)}
+""",
+    example_output="""
+WL703 warning layer.weight: condition number grew 10,015× (> 100×): 205.2 → 2,054,963
+""",
     thresholds={"warning": 100.0},
 )
 

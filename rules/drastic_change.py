@@ -24,6 +24,16 @@ collapsed the tensor, or the two files are not consecutive checkpoints of one ru
 Look at the loss curve around the new checkpoint. Lower the learning rate or add gradient clipping
 if the run is unstable; check that the two files belong to one run.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+old = {"layer.weight": (rng.standard_normal((64, 64)) * 0.02).astype(np.float32)}
+new = {"layer.weight": old["layer.weight"] * 3}
+""",
+    example_output="""
+WL702 warning layer.weight: L2 norm grew to 3× its old value (1.277 → 3.831; limits 0.5–2×)
+""",
     thresholds={"above": 2.0, "below": 0.5, "exploding": 10.0, "matrices_only": 1},
     options_doc="""`exploding` is WL701's threshold: a larger ratio is left to WL701. `matrices_only` (1: on)
 judges weight matrices only, as WL701 does: biases and norm parameters of a healthy run move by

@@ -26,6 +26,16 @@ checkpoints after it are usually lost; stopping early saves the compute.
 Stop the run and resume from the last healthy checkpoint with the learning rate lowered (the guide
 says 10×), gradient clipping (`max_grad_norm`), and a longer warm-up.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+old = {"layer.weight": (rng.standard_normal((64, 64)) * 0.02).astype(np.float32)}
+new = {"layer.weight": old["layer.weight"] * 12}  # twelve times the norm one interval later
+""",
+    example_output="""
+WL701 error layer.weight: L2 norm grew 12× (> 10×) since the old checkpoint (1.277 → 15.32): the run is diverging
+""",
     thresholds={"error": 10.0, "matrices_only": 1},
     options_doc="""`matrices_only` (1: on) judges the ratio on weight matrices only: biases and norm parameters
 start at 0 or 1 and move by large factors early in a healthy run (a GPT-2 `ln_f.bias` doubles

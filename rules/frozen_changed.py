@@ -27,6 +27,17 @@ experiment you designed, and the base model drifts.
 Freeze before building the optimizer, give the optimizer only the trainable parameters, and exclude
 frozen ones from weight decay.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+old = {name: (rng.standard_normal((64, 64)) * 0.02).astype(np.float32) for name in ("base.weight", "lora_A.weight")}
+new = {name: value + np.float32(1e-3) for name, value in old.items()}  # the base moved too
+settings = {"rules": {"WL705": {"frozen": ["base.*"]}}}
+""",
+    example_output="""
+WL705 error base.weight: should be frozen but changed by 0.0501 (relative, > 1e-06)
+""",
     thresholds={"frozen": [], "max_relative_change": 1e-6},
 )
 

@@ -26,6 +26,17 @@ frozen by mistake, or their gradients are zero (a detached branch, a LoRA B and 
 Check that the parameters require gradients and are in the optimizer's parameter groups, and that
 their learning rate is not zero.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+old = {name: (rng.standard_normal((64, 64)) * 0.02).astype(np.float32) for name in ("base.weight", "lora_A.weight")}
+new = {name: value.copy() for name, value in old.items()}  # the adapter did not train
+settings = {"rules": {"WL706": {"trainable": ["lora_*"]}}}
+""",
+    example_output="""
+WL706 warning lora_A.weight: should train but did not move (relative change 0 ≤ 1e-06)
+""",
     thresholds={"trainable": [], "max_relative_change": 1e-6},
 )
 

@@ -28,6 +28,16 @@ accumulation misconfigured, a `requires_grad=False` model, NaN gradients skipped
 Check the learning-rate schedule, which parameters require gradients, and that the optimizer holds
 the model's parameters. Name the tensors meant to stay frozen under WL705's `frozen` option.
 """,
+    example="""
+import numpy as np
+
+rng = np.random.default_rng(0)
+old = {f"h.{i}.weight": (rng.standard_normal((64, 64)) * 0.02).astype(np.float32) for i in range(4)}
+new = {name: value.copy() for name, value in old.items()}  # learning rate 0: nothing moved
+""",
+    example_output="""
+WL704 info None: 4 of 4 tensors (100%) did not move between the checkpoints (h.0.weight, h.1.weight, h.2.weight …): learning rate zero or too low, or the model frozen
+""",
     thresholds={"max_relative_change": 1e-6, "norm_ratio_band": None, "min_share": 0.9},
     profiles={"guide": {"max_relative_change": None, "norm_ratio_band": 0.01}},
 )

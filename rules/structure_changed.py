@@ -25,6 +25,17 @@ architecture or a save that dropped part of the model.
 Compare checkpoints of one run and one configuration. If the change is intended (a resized
 embedding, a cast), suppress the finding for those tensors.
 """,
+    example="""
+import numpy as np
+
+old = {"embed.weight": np.ones((100, 16), np.float32), "head.weight": np.ones((10, 16), np.float32)}
+new = {"embed.weight": np.ones((120, 16), np.float32), "head.weight": np.ones((10, 16), np.float32),
+       "extra.bias": np.zeros(16, np.float32)}
+""",
+    example_output="""
+WL707 warning embed.weight: reshaped: [100, 16] → [120, 16]
+WL707 info extra.bias: added: only in the new checkpoint ([16] float32)
+""",
 )
 
 

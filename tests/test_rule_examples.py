@@ -9,13 +9,21 @@ from weightlint.plugins import build_plugin_manager, collect_rules
 
 RULES = collect_rules(build_plugin_manager([], load_entry_points=False))
 # The rules recalibrated on real models carry an example; others gain one when they are next touched.
-WITH_EXAMPLES = ("WL101", "WL102", "WL201", "WL203", "WL301", "WL401", "WL601")
+WITH_EXAMPLES = ("WL101", "WL102", "WL201", "WL203", "WL301", "WL401", "WL601",
+                 "WL701", "WL702", "WL703", "WL704", "WL705", "WL706", "WL707")
 
 
 def example_lines(rule) -> list[str]:
+    """Run the example: ``tensors`` for a check rule; ``old`` and ``new`` (and optional
+    ``settings``) for a rule of ``weightlint diff``."""
     namespace: dict = {}
     exec(compile(rule.example, f"<{rule.code} example>", "exec"), namespace)  # noqa: S102 - our own docs
-    report = weightlint.check(namespace["tensors"], select=[rule.code])
+    if rule.diff_only:
+        from weightlint.diff.engine import diff
+
+        report = diff(namespace["old"], namespace["new"], select=[rule.code], **namespace.get("settings", {}))
+    else:
+        report = weightlint.check(namespace["tensors"], select=[rule.code])
     return [f"{f.code} {f.severity} {f.tensor}: {f.message}" for f in report.findings]
 
 

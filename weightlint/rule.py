@@ -139,9 +139,11 @@ class Rule:
             self._options_text(),
         ]
         if self.example:
+            call = (f"`diff(old, new, select=[\"{self.code}\"]{', **settings' if 'settings =' in self.example else ''})` "
+                    "(`weightlint.diff.engine.diff`, what `weightlint diff` runs)" if self.diff_only
+                    else f"`weightlint.check(tensors, select=[\"{self.code}\"])`")
             parts += ["", "## Example", "```python", self.example.strip(), "```", "",
-                      f"`weightlint.check(tensors, select=[\"{self.code}\"])` reports:", "", "```",
-                      self.example_output.strip(), "```"]
+                      f"{call} reports:", "", "```", self.example_output.strip(), "```"]
         if self.references:
             parts += ["", "## References", *(f"- {ref}" for ref in self.references)]
         return "\n".join(parts) + "\n"
