@@ -93,10 +93,11 @@ def sandbox(tmp_path_factory, minilm):
         shutil.copytree(minilm, folder / name, dirs_exist_ok=True)
     weight = {"layer.weight": torch.randn(8, 8, generator=torch.Generator().manual_seed(0)) * 0.1}
     save_file(weight, str(folder / "a.safetensors"))
-    for step in (100, 200):  # a run folder for the training-health commands
-        (folder / "run" / f"checkpoint-{step}").mkdir(parents=True)
-        save_file({name: tensor * (1 + step / 1e4) for name, tensor in weight.items()},
-                  str(folder / "run" / f"checkpoint-{step}" / "model.safetensors"))
+    for step in (100, 200):  # run folders for the training-health commands
+        for run in ("run", "checkpoints"):
+            (folder / run / f"checkpoint-{step}").mkdir(parents=True)
+            save_file({name: tensor * (1 + step / 1e4) for name, tensor in weight.items()},
+                      str(folder / run / f"checkpoint-{step}" / "model.safetensors"))
     torch.save(weight, folder / "b.pt")
     torch.save({"state_dict": weight}, folder / "c.ckpt")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -149,7 +150,7 @@ def test_every_shell_snippet_runs(sandbox, checkout_copy):
             for line in shell_lines(block):
                 reason = run_line(line, sandbox, cwd=checkout_copy if doc in IN_CHECKOUT else None)
                 (skipped if reason else ran).append(f"{doc}:{line_number}: {line}" + (f" — {reason}" if reason else ""))
-    assert len(ran) == 17, ran  # and the parts before a NOT_RUN command of the lines below
+    assert len(ran) == 18, ran  # and the parts before a NOT_RUN command of the lines below
     # Exactly the NOT_RUN parts: the suite (twice), the placeholder, the benchmark.
     assert [entry.split(" — ")[1] for entry in skipped] == [
         "not run: python -m pytest -q (the test suite itself)",
