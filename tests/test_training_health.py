@@ -178,3 +178,54 @@ def test_watch_follow_waits_for_a_checkpoint_being_written(tmp_path):
     timer.join()
     assert report.notes[0] == "compared 4 pairs of consecutive checkpoints, steps 100, 200, 300, 400, 500"
     assert not [f for f in report.findings if f.code == "WL001"]  # never reported as broken
+
+
+# -- PyTorch Lightning ---------------------------------------------------------------------------
+
+def lightning_run(tmp_path: Path, learning_rate: float):
+    lightning = pytest.importorskip("lightning", reason="lightning is in the test extra")
+    from weightlint.integrations.lightning import (
+        WeightlintCallback as LightningCallback,
+    )
+
+    class Regression(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+
+        def training_step(self, batch, _index):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=learning_rate)
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 16)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=16)
+    callback = LightningCallback()
+    checkpoints = lightning.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=10, save_top_k=-1)
+    trainer = lightning.Trainer(max_steps=60, callbacks=[checkpoints, callback], logger=False, accelerator="cpu",
+                                enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(Regression(), data)
+    return trainer, callback
+
+
+# Lightning's own use of a torch pytree API that torch 2.13 deprecates: not ours to fix.
+LIGHTNING_NOISE = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
+
+
+@LIGHTNING_NOISE
+def test_lightning_callback_lets_a_sane_run_finish(tmp_path):
+    trainer, callback = lightning_run(tmp_path, learning_rate=1e-2)
+    assert trainer.global_step == 60
+    assert [o.checkpoint for o in callback.monitor.history][:2] == ["the starting weights", "step 10"]
+    assert not any(outcome.should_stop for outcome in callback.monitor.history)
+
+
+@LIGHTNING_NOISE
+def test_lightning_callback_stops_a_diverging_run(tmp_path):
+    trainer, callback = lightning_run(tmp_path, learning_rate=5.0)
+    stopped = [outcome for outcome in callback.monitor.history if outcome.should_stop]
+    assert stopped and trainer.global_step < 60
+    assert {f.code for f in stopped[0].findings} & {"WL701", "WL100"}

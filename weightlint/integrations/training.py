@@ -52,7 +52,7 @@ class TrainingMonitor:
         self.stop_on = Severity.parse(stop_on) if stop_on else None
         self.spectra = spectra
         self.settings = settings
-        self.previous: str | None = None
+        self.previous: Any = None  # the last checkpoint: a path, or a CPU copy of a state dict
         self.history: list[Outcome] = []
         self._scratch: tempfile.TemporaryDirectory | None = None
         if initial is not None:
@@ -72,16 +72,28 @@ class TrainingMonitor:
 
     def checkpoint_saved(self, path: str | os.PathLike) -> Outcome:
         """Lint the checkpoint just written (a file or a folder) against the previous one."""
+        return self._lint(os.fspath(path), os.fspath(path))
+
+    def weights_saved(self, weights: dict, label: str) -> Outcome:
+        """Lint a state dict being saved (``label`` names it in the logs) against the previous one.
+
+        The monitor keeps a CPU copy of the weights for the next comparison: memory for one model.
+        """
+        current = {name: tensor.detach().to("cpu").clone() for name, tensor in weights.items() if hasattr(tensor, "detach")}
+        return self._lint(current, label)
+
+    def _lint(self, current: Any, label: str) -> Outcome:
         from weightlint.diff.engine import diff
         from weightlint.execution.session import check
 
-        path = os.fspath(path)
+        path = label
         if self.previous is None:
-            report = check(path, select=["WL0", "WL100"], **self.settings)
+            report = check(current, select=["WL0", "WL100"], **self.settings)
         else:
-            report = diff(self.previous, path, spectra=self.spectra, **self.settings)
+            report = diff(self.previous, current, spectra=self.spectra, **self.settings)
         stop = self.stop_on is not None and any(f.severity >= self.stop_on for f in report.findings)
-        outcome = Outcome(path, self.previous, list(report.findings), stop, report)
+        outcome = Outcome(path, self.previous if isinstance(self.previous, str) else None, list(report.findings),
+                          stop, report)
         for finding in report.findings:
             level = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING}.get(finding.severity, logging.INFO)
             log.log(level, "weightlint %s: %s %s %s: %s", path, finding.code, finding.severity, finding.tensor or "",
@@ -89,7 +101,7 @@ class TrainingMonitor:
         if stop:
             log.error("weightlint: stopping training at %s (%s)", path,
                       ", ".join(sorted({f.code for f in report.findings if f.severity >= self.stop_on})))
-        self.previous = path
+        self.previous = current
         self.history.append(outcome)
         return outcome
 
