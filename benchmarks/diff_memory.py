@@ -5,7 +5,8 @@ what a norm-based check costs next to writing the checkpoint (the training callb
     python benchmarks/diff_memory.py --layers 22      # the 1.1B shape of docs/performance.md
 
 The second copy is the first after one "training interval" (every tensor moved by ~1 %). Peak RSS
-is the diff process's own (``ru_maxrss`` of a child), so it excludes this script. Writes
+is the diff process's own (``ru_maxrss`` from ``wait4`` on it; the copies are written by another
+child, so that it inherits nothing large at fork). Writes
 benchmarks/results/diff-memory.json.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -70,19 +70,29 @@ def write_copies(layers: int, shards: int) -> tuple[Path, Path, float, int]:
 
 
 def timed_child(command: list[str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS in MB, exit code) of a child process."""
+    """(seconds, peak RSS in MB, exit code) of a child process. This process must stay small: a
+    child's peak RSS counts the pages it inherits at fork, so the copies are written by another
+    child (``--write-only``) first."""
     started = time.perf_counter()
-    code = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own usage (not every child's maximum)
     seconds = time.perf_counter() - started
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, code
+    return seconds, usage.ru_maxrss // 1024, os.waitstatus_to_exitcode(status)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=8, help="decoder layers (22: the 1.1B shape)")
     parser.add_argument("--shards", type=int, default=3)
+    parser.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    old, new, save_seconds, parameters = write_copies(args.layers, args.shards)
+    if args.write_only:
+        print(json.dumps(write_copies(args.layers, args.shards), default=str))
+        return
+    written = subprocess.run([sys.executable, __file__, "--layers", str(args.layers), "--shards", str(args.shards),
+                              "--write-only"], capture_output=True, text=True, check=True).stdout
+    old, new, save_seconds, parameters = json.loads(written)
+    old, new = Path(old), Path(new)
     model_mb = sum(f.stat().st_size for f in new.glob("*.safetensors")) / 2**20
     seconds, peak_mb, code = timed_child([sys.executable, "-m", "weightlint", "diff", str(old), str(new),
                                           "--no-spectra", "-q", "--isolated"])
