@@ -212,12 +212,23 @@ def test_a_failing_reader_is_wl008_and_cannot_be_silenced(monkeypatch):
     assert report.exit_code == ExitCode.FINDINGS
 
 
-def test_a_third_party_rule_that_raises_still_stops_the_run(monkeypatch):
-    from weightlint.execution.errors import RuleError
+def test_a_built_in_rule_that_raises_is_wl008_not_exit_3(monkeypatch):
+    """weightlint's own rules are the engine: their failure is a finding. (A third-party plugin
+    that raises still exits 3: tests/test_cli.py runs plugins_for_tests.boom.)"""
+    import importlib
 
-    error = RuleError("someone-elses-plugin", "tensor w", ValueError("bug"))
-    assert not error.builtin
-    assert RuleError("non_finite", "tensor w", ValueError("bug")).builtin
+    non_finite = importlib.import_module("weightlint.rules.non_finite")
+
+    def broken(tensor, stats, context):
+        if tensor.name == "boom":
+            raise ValueError("planted rule failure")
+
+    monkeypatch.setattr(non_finite.weightlint_check_tensor, "__code__", broken.__code__)
+    save_file({"boom": weights(3, 3)}, "boom.safetensors")
+    report = weightlint.check("boom.safetensors")
+    finding = only_finding(report, "boom.safetensors")
+    assert (finding.code, finding.tensor) == ("WL008", "boom")
+    assert finding.message == "not checked: weightlint failed (ValueError: planted rule failure)"
 
 
 def test_zip_member_name_that_is_not_utf8(capsys):

@@ -51,6 +51,8 @@ class DiffView:
     removed: list[TensorRecord] = field(default_factory=list)
     reshaped: list[tuple[TensorRecord, TensorRecord]] = field(default_factory=list)
     retyped: list[tuple[TensorRecord, TensorRecord]] = field(default_factory=list)
+    # (old, new) records of one shape, both judged: the pairs to measure (re-typed ones included).
+    comparable: list[tuple[TensorRecord, TensorRecord]] = field(default_factory=list)
 
 
 def change_statistics(old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
@@ -89,8 +91,6 @@ class DiffSession(Session):
     ``spectra`` adds the condition-number ratio of every matrix (two SVD-based spectra per pair:
     the expensive part); without it the diff is a pass over the data.
     """
-
-    mode = "diff"
 
     def __init__(self, old: Sequence[Any], new: Sequence[Any], config: Config | None = None,
                  config_file: Any = None, spectra: bool = True) -> None:
@@ -155,19 +155,18 @@ def _match(old_records: list[TensorRecord], new_records: list[TensorRecord]) -> 
     old_by_name = {record.name: record for record in old_records}
     new_names = {record.name for record in new_records}
     view = DiffView(pairs=[])
-    view.comparable = []  # type: ignore[attr-defined]
     for new in new_records:
         old = old_by_name.get(new.name)
         if old is None:
             view.added.append(new)
-        elif tuple(old.shape) != tuple(new.shape):
+            continue
+        if tuple(old.shape) != tuple(new.shape):
             view.reshaped.append((old, new))
-        elif old.dtype_name != new.dtype_name:
+            continue
+        if old.dtype_name != new.dtype_name:
             view.retyped.append((old, new))
-            if old.is_judged and new.is_judged:
-                view.comparable.append((old, new))  # type: ignore[attr-defined]
-        elif new.is_judged and old.is_judged:
-            view.comparable.append((old, new))  # type: ignore[attr-defined]
+        if old.is_judged and new.is_judged:
+            view.comparable.append((old, new))
     view.removed = [record for record in old_records if record.name not in new_names]
     return view
 

@@ -68,22 +68,27 @@ def _size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
 
 
-def is_complete(checkpoint: Checkpoint, settle_seconds: float) -> bool:
-    """A checkpoint whose files stopped growing and whose weights parse (a save in progress is not)."""
+def complete(checkpoints: list[Checkpoint], settle_seconds: float) -> list[Checkpoint]:
+    """The checkpoints whose files stopped growing over ``settle_seconds`` (one wait for all) and
+    whose weights parse: a save in progress is neither."""
     from weightlint.sources import resolve
-
-    before = _size(checkpoint.path)
-    time.sleep(settle_seconds)
-    if _size(checkpoint.path) != before or before == 0:
-        return False
-    try:
-        sources = resolve(checkpoint.path, architecture=False)
-    except FileNotFoundError:
-        return False
     from weightlint.sources.base import Problem
 
-    return bool(sources) and not any(isinstance(item, Problem) and item.kind == "unreadable"
-                                     for source in sources for item in source.items())
+    if not checkpoints:
+        return []
+    before = {checkpoint: _size(checkpoint.path) for checkpoint in checkpoints}
+    time.sleep(settle_seconds)
+    settled = [c for c in checkpoints if before[c] and _size(c.path) == before[c]]
+    ready = []
+    for checkpoint in settled:
+        try:
+            sources = resolve(checkpoint.path, architecture=False)
+        except FileNotFoundError:
+            continue
+        if sources and not any(isinstance(item, Problem) and item.kind == "unreadable"
+                               for source in sources for item in source.items()):
+            ready.append(checkpoint)
+    return ready
 
 
 class Watch:
@@ -107,7 +112,7 @@ class Watch:
             while True:
                 pending = [c for c in discover(self.paths) if c not in done]
                 if self.follow:
-                    pending = [c for c in pending if is_complete(c, min(self.poll_seconds, 1.0))]
+                    pending = complete(pending, min(self.poll_seconds, 1.0))
                 for checkpoint in pending:
                     if done:
                         self._compare(done[-1], checkpoint)

@@ -86,20 +86,19 @@ class TrainingMonitor:
         from weightlint.diff.engine import diff
         from weightlint.execution.session import check
 
-        path = label
         if self.previous is None:
             report = check(current, select=["WL0", "WL100"], **self.settings)
         else:
             report = diff(self.previous, current, spectra=self.spectra, **self.settings)
         stop = self.stop_on is not None and any(f.severity >= self.stop_on for f in report.findings)
-        outcome = Outcome(path, self.previous if isinstance(self.previous, str) else None, list(report.findings),
+        outcome = Outcome(label, self.previous if isinstance(self.previous, str) else None, list(report.findings),
                           stop, report)
         for finding in report.findings:
             level = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING}.get(finding.severity, logging.INFO)
-            log.log(level, "weightlint %s: %s %s %s: %s", path, finding.code, finding.severity, finding.tensor or "",
+            log.log(level, "weightlint %s: %s %s %s: %s", label, finding.code, finding.severity, finding.tensor or "",
                     finding.message)
         if stop:
-            log.error("weightlint: stopping training at %s (%s)", path,
+            log.error("weightlint: stopping training at %s (%s)", label,
                       ", ".join(sorted({f.code for f in report.findings if f.severity >= self.stop_on})))
         self.previous = current
         self.history.append(outcome)
