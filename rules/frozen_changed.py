@@ -15,6 +15,9 @@ RULE = Rule(
     what_it_does="""
 For every tensor whose name matches one of the `frozen` patterns (globs, or `re:` regexes), reports
 an error when its relative change ‖NEW−OLD‖/‖OLD‖ exceeds `max_relative_change` (default 1e-6).
+`weightlint watch` and the training callbacks compare a checkpoint with the summary of the one
+before (the relative change estimated from a sample); a tensor whose checksum changed where no
+sampled value did is reported too, with the size of its change unknown.
 Off until `frozen` names something, for example the base model of a LoRA fine-tune:
 `rules: {WL705: {frozen: ["model.*"]}}`.
 """,
@@ -53,6 +56,10 @@ def weightlint_check_pair(pair, context):
     if options is None or not named_by(pair.name, options["frozen"]):
         return None
     change = movement(pair.stats)
+    if change is None and pair.stats.get("changed"):  # summaries: changed where no sampled value did
+        return RULE.finding("should be frozen but changed (in values the sample of a checkpoint summary did not "
+                            "reach: compare the two files with `weightlint diff` for the size)", tensor=pair.new,
+                            value="changed")
     if change is None or change <= options["max_relative_change"]:
         return None
     return RULE.finding(f"should be frozen but changed by {number(change)} (relative, > "

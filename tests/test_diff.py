@@ -120,3 +120,72 @@ def test_the_command_line_writes_every_format_and_exits_like_check(capsys):
 def test_diff_rules_never_run_in_check():
     report = weightlint.check(base())
     assert not [code for code in report.selected_rules if code.startswith("WL7")]
+
+
+# -- summaries: what watch and the callbacks keep of the previous checkpoint ----------------------
+
+def summarized_diff(old: dict, new: dict, **settings):
+    """The new checkpoint compared with a summary of the old one, as watch and the callbacks do."""
+    from weightlint.config import Config
+    from weightlint.diff.engine import DiffSession, SummarySession, screening
+
+    first = SummarySession([old], screening(Config()))
+    first.run()
+    return DiffSession(first.summary, [new], Config(**settings), spectra=False).run()
+
+
+def test_a_summary_estimates_the_relative_change_and_keeps_the_norm_ratio_exact():
+    rng = np.random.default_rng(0)
+    old = {"w": (rng.standard_normal((1024, 1024)) * 0.02).astype(np.float32)}
+    # An AdamW-like step: sign-like updates of one size, plus weight decay.
+    new = {"w": (old["w"] * 0.999 + np.sign(rng.standard_normal(old["w"].shape)) * 2e-5).astype(np.float32)}
+    measured = diff(old, new, spectra=False).tensors["w"]["diff"]
+    estimated = summarized_diff(old, new).tensors["w"]["diff"]
+    assert estimated["estimated"] is True and "estimated" not in measured
+    # Norms: float32 dot products of 128 values summed in float64, ~1e-8 from float64 sums.
+    assert estimated["l2_norm_ratio"] == pytest.approx(measured["l2_norm_ratio"], rel=1e-7)
+    assert estimated["relative_change"] == pytest.approx(measured["relative_change"], rel=0.05)
+    assert estimated["cosine"] == pytest.approx(measured["cosine"], abs=1e-5)
+
+
+def test_a_change_the_sample_missed_is_still_a_change():
+    """One row of a 4096×64 embedding changed: most samples miss it, the checksum does not."""
+    rng = np.random.default_rng(0)
+    old = {"embed.weight": rng.standard_normal((4096, 64)).astype(np.float32)}
+    new = {"embed.weight": old["embed.weight"].copy()}
+    new["embed.weight"][7, 3] += 0.5  # one value of 262,144
+    report = summarized_diff(old, new, rules={"WL705": {"frozen": ["embed.*"]}})
+    stats = report.tensors["embed.weight"]["diff"]
+    assert stats["changed"] is True and stats["relative_change"] is None
+    assert [(f.code, f.tensor, f.severity) for f in report.findings] == [("WL705", "embed.weight", Severity.ERROR)]
+    assert "did not reach" in report.findings[0].message
+    unchanged = summarized_diff(old, {"embed.weight": old["embed.weight"].copy()}, rules={"WL705": {"frozen": ["embed.*"]}})
+    assert unchanged.tensors["embed.weight"]["diff"]["relative_change"] == 0
+    assert unchanged.tensors["embed.weight"]["diff"]["changed"] is False
+    assert found(unchanged) == {("WL704", None, Severity.INFO)}
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64", "float8_e4m3fn"])
+def test_tensors_read_in_chunks_equal_whole_tensors(tmp_path, dtype):
+    """The one-pass readers (summaries, the exact diff) decode into reused buffers: every chunk
+    must equal the matching stretch of the whole tensor, and the summaries must agree."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file as save_torch
+
+    from weightlint.diff.summary import summarize, summarize_chunks
+    from weightlint.record import TensorRecord
+    from weightlint.sources.safetensors_file import read_safetensors
+    from weightlint.stats import TensorStats
+
+    path = str(tmp_path / "model.safetensors")
+    save_torch({"w": (torch.randn(3001, 7, generator=torch.Generator().manual_seed(0)) * 3).to(getattr(torch, dtype))},
+               path)
+    record = next(item for item in read_safetensors(path) if isinstance(item, TensorRecord))
+    whole = np.asarray(TensorStats.load_values(record)).reshape(-1)
+    chunks = [chunk.copy() for chunk in record.chunks(1000)]
+    assert [chunk.size for chunk in chunks] == [1000] * 21 + [7]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+    from_chunks, from_whole = summarize_chunks(record, record.chunks(1000)), summarize(record, whole)
+    assert from_chunks.checksum == from_whole.checksum
+    np.testing.assert_array_equal(from_chunks.sample, from_whole.sample)
+    assert from_chunks.l2 == pytest.approx(from_whole.l2, rel=1e-7)  # float32 products of 128 values

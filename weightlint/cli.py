@@ -11,7 +11,8 @@ import difflib
 import json
 import os
 import sys
-from typing import Sequence
+from collections import Counter
+from typing import Any, Sequence
 
 from weightlint._version import __version__
 from weightlint.exitcodes import ExitCode
@@ -104,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="compare each checkpoint of a training run with the one before")
     watch.add_argument("paths", nargs="+", help="run folders holding checkpoints (checkpoint-200/, step_100.pt …), "
                                                  "or the checkpoints themselves")
-    watch.add_argument("--spectra", action="store_true", help="also compare condition numbers (WL703): an SVD per matrix")
+    watch.add_argument("--spectra", action="store_true",
+                       help="also compare condition numbers (WL703) and trend stable ranks: an SVD per matrix")
+    watch.add_argument("--exact", action="store_true",
+                       help="read both checkpoints of each pair for an exact relative change (default: each "
+                            "checkpoint read once, the relative change estimated from a summary of the one before)")
     watch.add_argument("--follow", action="store_true",
                        help="keep watching for new checkpoints (until --timeout or Ctrl-C), then report")
     watch.add_argument("--timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long")
@@ -123,6 +128,13 @@ def _normalize(argv: list[str]) -> list[str]:
     if not argv or argv[0] in ("-h", "--help", "-V", "--version") or argv[0] in COMMANDS:
         return argv if argv else ["check"]
     return ["check", *argv]
+
+
+def _print_checkpoint(checkpoint: Any, report: Any) -> None:
+    """``watch --follow``: one line per checkpoint as soon as it is linted."""
+    counts = Counter(str(finding.severity) for finding in report.findings)
+    found = ", ".join(f"{count} {severity}" for severity, count in sorted(counts.items())) or "no findings"
+    print(f"weightlint: {checkpoint.name} (step {checkpoint.step}): {found}", file=sys.stderr, flush=True)
 
 
 def _use_color(choice: str, stream) -> bool:
@@ -223,7 +235,8 @@ def run_check(args, targets: Sequence[str], compare_with: str | None = None, wat
         from weightlint.diff.watch import Watch
 
         session = Watch(targets, config, config_file=raw, spectra=args.spectra, follow=args.follow,
-                        timeout=args.timeout)
+                        timeout=args.timeout, exact=args.exact,
+                        on_checkpoint=_print_checkpoint if args.follow and not args.quiet else None)
     elif compare_with is not None:
         from weightlint.diff.engine import DiffSession
 

@@ -142,6 +142,26 @@ def decode(raw: np.ndarray, stored: DType, shape: tuple[int, ...], byte_order: s
     return values.reshape(shape)
 
 
+def decode_into(raw: np.ndarray, stored: DType, out: np.ndarray) -> np.ndarray:
+    """Little-endian stored floats (a uint8 array) as float32 in ``out`` (a reused float32 buffer
+    of at least as many values), without allocating; float32 and float64 are views of ``raw``.
+    Returns the decoded values (a view of ``out`` or of ``raw``)."""
+    name = stored.name
+    if name in ("float32", "float64"):
+        return raw.view(np.dtype("<" + _NATIVE[name]))
+    count = raw.size // stored.itemsize
+    target = out[:count]
+    if name == "bfloat16":
+        np.left_shift(raw.view("<u2"), 16, out=target.view(np.uint32), dtype=np.uint32)
+    elif name == "float16":
+        np.copyto(target, raw.view("<f2"))
+    elif name in _FLOAT8:
+        np.take(float8_table(name), raw, out=target)
+    else:
+        raise ValueError(f"cannot decode {name} in place")
+    return target
+
+
 def widen(array: np.ndarray) -> np.ndarray:
     """A float NumPy array as float32 (float64 kept); other types unchanged."""
     if array.dtype == np.float64 or array.dtype == np.float32 or array.dtype.kind != "f":

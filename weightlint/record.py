@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from weightlint.dtypes import DType, from_torch
 from weightlint.dtypes import dtype as dtype_named
@@ -33,6 +33,9 @@ class TensorRecord:
     dtype: DType  # also equal to the torch.dtype of the same name
     file: str
     load: Callable[[], Any] = field(repr=False)  # a NumPy array or a torch tensor
+    # chunks(n): the data as float32 (float64 kept) chunks of at most n values, in order, each valid
+    # until the next is asked for (reused buffers). None: the source only loads whole tensors.
+    chunks: Callable[[int], Iterator[Any]] | None = field(default=None, repr=False)
     format: str = "unknown"
     layout: str | None = None  # "out_in" or "in_out"; None: guess from the name
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """Two checkpoints compared tensor by tensor, streamed: two tensors in memory at a time.
 
 Tensors are matched by name. For each pair of judged tensors of one shape the change is measured
-in float64, in blocks: the norms, ``l2_norm_ratio`` (‖NEW‖/‖OLD‖, the guide's name), the relative
+in float64, in blocks (or, against a :mod:`summary <weightlint.diff.summary>` of the old
+checkpoint, estimated from a sample): the norms, ``l2_norm_ratio`` (‖NEW‖/‖OLD‖, the guide's name), the relative
 change ‖NEW−OLD‖/‖OLD‖, the cosine similarity, and (for matrices, when spectra are on) the ratio of
 condition numbers. Tensors added, removed, reshaped or re-typed are listed. The WL7xx rules judge
 the pairs (``weightlint_check_pair``) and the whole diff (``weightlint_check_diff``).
@@ -9,21 +10,22 @@ the pairs (``weightlint_check_pair``) and the whole diff (``weightlint_check_dif
 
 from __future__ import annotations
 
-import math
+import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from weightlint.config import Config, limits
+from weightlint.diff.measures import change_statistics, chunked_change_statistics
+from weightlint.diff.summary import CheckpointSummary, TensorSummary, compare, summarize, summarize_chunks
 from weightlint.execution.report import Report
 from weightlint.execution.session import Session, _in_natural_order, _sources_for
+from weightlint.finding import Finding
 from weightlint.record import TensorRecord
+from weightlint.sources.base import Problem
 from weightlint.stats import TensorStats
-
-_BLOCK = 1 << 20  # values per block of the float64 sums
-
 
 @dataclass
 class TensorPair:
@@ -55,56 +57,40 @@ class DiffView:
     comparable: list[tuple[TensorRecord, TensorRecord]] = field(default_factory=list)
 
 
-def change_statistics(old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
-    """Norms, ratio, relative change and cosine of two tensors of one shape, in float64 blocks."""
-    old_flat, new_flat = old.reshape(-1), new.reshape(-1)
-    sums = np.zeros(4)  # ‖old‖², ‖new‖², ⟨old, new⟩, ‖new − old‖²
-    finite = True
-    for start in range(0, old_flat.size, _BLOCK):
-        a = old_flat[start:start + _BLOCK].astype(np.float64)
-        b = new_flat[start:start + _BLOCK].astype(np.float64)
-        if not (np.isfinite(a).all() and np.isfinite(b).all()):
-            finite = False
-            break
-        difference = b - a
-        sums += (a @ a, b @ b, a @ b, difference @ difference)
-    if not finite:
-        return {"finite": False, "new_finite": bool(np.isfinite(new_flat).all()), "old_l2": None, "new_l2": None,
-                "l2_norm_ratio": None, "relative_change": None, "cosine": None, "change_l2": None}
-    old_l2, new_l2 = math.sqrt(sums[0]), math.sqrt(sums[1])
-    change_l2 = math.sqrt(sums[3])
-    return {
-        "finite": True,
-        "old_l2": old_l2,
-        "new_l2": new_l2,
-        # A zero old norm (a zero-initialized bias, LoRA B) has no ratio: judged on its new norm.
-        "l2_norm_ratio": new_l2 / old_l2 if old_l2 > 0 else None,
-        "relative_change": change_l2 / old_l2 if old_l2 > 0 else None,
-        "change_l2": change_l2,
-        "cosine": float(sums[2] / (old_l2 * new_l2)) if old_l2 > 0 and new_l2 > 0 else None,
-    }
+CHUNK = 1 << 20  # values per chunk of a one-pass summary: 4 MB of float32, in the CPU's caches
 
 
 class DiffSession(Session):
     """``weightlint diff OLD NEW``: the sources of both sides, the file rules and the WL7xx rules.
 
-    ``spectra`` adds the condition-number ratio of every matrix (two SVD-based spectra per pair:
-    the expensive part); without it the diff is a pass over the data.
+    ``old`` is a list of targets (both checkpoints are read and every statistic is exact), or the
+    :class:`CheckpointSummary` of an earlier checkpoint: then only the new one is read, once, into
+    its own summary (``self.summary``, for the next comparison) and the relative change is
+    estimated from the samples. ``spectra`` adds the condition-number ratio of every matrix (an
+    SVD-based spectrum per matrix and checkpoint: the expensive part); without it the diff is a
+    pass over the data.
     """
 
-    def __init__(self, old: Sequence[Any], new: Sequence[Any], config: Config | None = None,
+    def __init__(self, old: Sequence[Any] | CheckpointSummary, new: Sequence[Any], config: Config | None = None,
                  config_file: Any = None, spectra: bool = True) -> None:
         super().__init__(list(new), config, config_file=config_file)
-        with limits.using(self.config.limits):
-            self.old_paths, self.old_sources, notes = _sources_for(list(old), architecture=False)
-        self.notes.extend(notes)
         self.spectra = spectra
+        self.old_summary = old if isinstance(old, CheckpointSummary) else None
+        self.summary: CheckpointSummary | None = None
+        if self.old_summary is not None:
+            self.old_paths, self.old_sources = list(self.old_summary.paths), []
+        else:
+            with limits.using(self.config.limits):
+                self.old_paths, self.old_sources, notes = _sources_for(list(old), architecture=False)
+            self.notes.extend(notes)
 
     def _run(self) -> Report:
         started = time.perf_counter()
         new_sources, self.sources = self.sources, self.old_sources
         old_records, problems = self._read_sources()
         self.sources = new_sources
+        if self.old_summary is not None:
+            old_records = self.old_summary.records
         new_records, new_problems = self._read_sources()
         problems.extend(new_problems)
         new_records = _in_natural_order(new_records)
@@ -114,8 +100,10 @@ class DiffSession(Session):
                         compared={"old": self.old_paths, "new": self.paths},
                         notes=[*self.notes, *(n for s in self.old_sources + self.sources for n in s.notes)])
         view = _match(old_records, new_records)
+        pairs = (self._compared(view, problems) if self.old_summary is None
+                 else self._summarised(view, new_records, problems))
         try:
-            for pair in self._compared(view):
+            for pair in pairs:
                 report.findings.extend(self._call_builtin_safe("weightlint_check_pair", f"tensor {pair.name}",
                                                                dict(pair=pair), pair.file))
                 report.tensors[pair.name] = {**pair.new.describe(), "diff": pair.stats}
@@ -133,21 +121,122 @@ class DiffSession(Session):
         report.seconds = time.perf_counter() - started
         return report
 
-    def _compared(self, view: DiffView):
-        """Each comparable pair with its change statistics, one pair of tensors in memory at a time."""
+    def _compared(self, view: DiffView, problems: list[Problem]) -> Iterator[TensorPair]:
+        """Each comparable pair with its exact change statistics: read in chunks side by side when
+        both sources can, else one pair of whole tensors in memory at a time (spectra need them)."""
         for old, new in view.comparable:
-            old_values = TensorStats.load_values(old, "cpu")
-            new_values = TensorStats.load_values(new, "cpu")
+            whole = self.spectra and new.is_matrix
+            if not whole and old.chunks is not None and new.chunks is not None:
+                try:
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        stats = chunked_change_statistics(zip(_chunks_of(old), _chunks_of(new)))
+                except UnreadableTensor as failure:
+                    problems.append(failure.problem)
+                    continue
+                yield TensorPair(old, new, stats)
+                continue
+            old_values = _values(old, problems)
+            new_values = _values(new, problems) if old_values is not None else None
+            if new_values is None:
+                continue
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 stats = change_statistics(np.asarray(old_values), np.asarray(new_values))
-                if self.spectra and new.is_matrix and stats["finite"]:
-                    conditions = [TensorStats(record, "cpu", values=values).spectral.get("condition_number")
-                                  for record, values in ((old, old_values), (new, new_values))]
-                    stats["old_condition_number"], stats["new_condition_number"] = conditions
-                    stats["condition_number_ratio"] = (conditions[1] / conditions[0]
-                                                       if conditions[0] and conditions[1] is not None else None)
+                if whole and stats["finite"]:
+                    old_summary, new_summary = (summarize(record, values, spectra=True)
+                                                for record, values in ((old, old_values), (new, new_values)))
+                    stats.update({key: value for key, value in compare(old_summary, new_summary).items()
+                                  if "condition_number" in key or "stable_rank" in key})
             del old_values, new_values
             yield TensorPair(old, new, stats)
+
+    def _summarised(self, view: DiffView, new_records: list[TensorRecord],
+                    problems: list[Problem]) -> Iterator[TensorPair]:
+        """Every judged new tensor read once into ``self.summary``; the comparable ones compared
+        with the old summary."""
+        old_summaries = self.old_summary.tensors
+        old_of = {new.name: old for old, new in view.comparable if old.name in old_summaries}
+        self.summary = CheckpointSummary(list(self.paths), new_records)
+        for record in new_records:
+            summary = self._summary_of(record, problems) if record.is_judged else None
+            if summary is None:
+                continue
+            self.summary.tensors[record.name] = summary
+            if record.name in old_of:
+                yield TensorPair(old_of[record.name], record, compare(old_summaries[record.name], summary))
+
+    def _summary_of(self, record: TensorRecord, problems: list[Problem]) -> TensorSummary | None:
+        """One pass over the tensor in chunks when its source reads them (spectra need it whole)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if record.chunks is not None and not (self.spectra and record.is_matrix):
+                try:
+                    return summarize_chunks(record, _chunks_of(record))
+                except UnreadableTensor as failure:
+                    problems.append(failure.problem)
+                    return None
+            values = _values(record, problems)
+            return summarize(record, values, self.spectra) if values is not None else None
+
+
+class SummarySession(Session):
+    """A check that also keeps the checkpoint's summary (``self.summary``): how a run's first
+    checkpoint is read, once, before there is anything to compare it with."""
+
+    def __init__(self, targets: Sequence[Any], config: Config | None = None, config_file: Any = None,
+                 spectra: bool = False) -> None:
+        super().__init__(list(targets), config, config_file=config_file)
+        self.spectra = spectra
+        self.summary = CheckpointSummary(list(self.paths))
+
+    def _check_tensor(self, record: TensorRecord, values: Any = None,
+                      load_error: Exception | None = None) -> tuple[list[Finding], dict, Problem | None]:
+        if record.is_judged and values is None and load_error is None:
+            try:
+                values = TensorStats.load_values(record, self.device)
+            except Exception as error:  # reported by the check as the file's problem
+                load_error = error
+        result = super()._check_tensor(record, values, load_error)
+        if values is not None and result[2] is None:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.summary.tensors[record.name] = summarize(record, values, self.spectra)
+        return result
+
+    def _run(self) -> Report:
+        report = super()._run()
+        self.summary.records = report.records
+        return report
+
+
+def screening(config: Config) -> Config:
+    """The configuration for a run's first checkpoint: with nothing to compare it with, its files
+    and NaN/Inf (WL0xx, WL100) are checked."""
+    config = copy.deepcopy(config)
+    config.select, config.extend_select = ["WL0", "WL100"], []
+    config.explicit = set(config.explicit) | {"select", "extend_select"}
+    return config
+
+
+class UnreadableTensor(Exception):
+    """A tensor's data could not be read: the file's problem, reported as such."""
+
+    def __init__(self, record: TensorRecord, error: Exception) -> None:
+        super().__init__(str(error))
+        self.problem = Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name)
+
+
+def _chunks_of(record: TensorRecord) -> Iterator[np.ndarray]:
+    try:
+        yield from record.chunks(CHUNK)
+    except Exception as error:
+        raise UnreadableTensor(record, error) from error
+
+
+def _values(record: TensorRecord, problems: list[Problem]) -> Any:
+    """The record's values as float32 on the CPU, or None with an "unreadable" problem noted."""
+    try:
+        return TensorStats.load_values(record, "cpu")
+    except Exception as error:
+        problems.append(UnreadableTensor(record, error).problem)
+        return None
 
 
 def _match(old_records: list[TensorRecord], new_records: list[TensorRecord]) -> DiffView:

@@ -92,15 +92,24 @@ def complete(checkpoints: list[Checkpoint], settle_seconds: float) -> list[Check
 
 
 class Watch:
-    """Diffs consecutive checkpoints; the merged report names the first checkpoint of each alarm."""
+    """Compares consecutive checkpoints; the merged report names the first checkpoint of each alarm.
+
+    Each checkpoint is read once: the first is checked for broken files and NaN/Inf and summarized,
+    every later one is compared with the summary of the one before (:mod:`weightlint.diff.summary`),
+    so a checkpoint deleted since (``save_total_limit``) still counts. ``exact`` reads both files of
+    each pair instead (every checkpoint but the first and last twice) for an exact relative change.
+    ``on_checkpoint`` is called with each checkpoint and its report as soon as it is linted.
+    """
 
     def __init__(self, paths: Sequence[str], config: Config, config_file: Any = None, spectra: bool = False,
-                 follow: bool = False, timeout: float | None = None, poll_seconds: float = 2.0,
-                 on_pair: Callable[[Checkpoint, Checkpoint, Report], None] | None = None) -> None:
+                 follow: bool = False, timeout: float | None = None, poll_seconds: float = 2.0, exact: bool = False,
+                 on_checkpoint: Callable[[Checkpoint, Report], None] | None = None) -> None:
         self.paths, self.config, self.config_file = list(paths), config, config_file
         self.spectra, self.follow, self.timeout, self.poll_seconds = spectra, follow, timeout, poll_seconds
-        self.on_pair = on_pair
+        self.exact, self.on_checkpoint = exact, on_checkpoint
+        self.first: tuple[Checkpoint, Report] | None = None
         self.compared: list[tuple[Checkpoint, Checkpoint, Report]] = []
+        self.summary: Any = None  # the CheckpointSummary of the last checkpoint linted
 
     def run(self) -> Report:
         from weightlint.execution.errors import UsageError
@@ -114,65 +123,83 @@ class Watch:
                 if self.follow:
                     pending = complete(pending, min(self.poll_seconds, 1.0))
                 for checkpoint in pending:
-                    if done:
-                        self._compare(done[-1], checkpoint)
+                    self._lint(done[-1] if done else None, checkpoint)
                     done.append(checkpoint)
                 if not self.follow or (self.timeout is not None and time.perf_counter() - started > self.timeout):
                     break
                 time.sleep(self.poll_seconds)
         except KeyboardInterrupt:
             interrupted = True
-        if len(done) < 2 and not self.compared:
+        if not self.compared:
             raise UsageError(f"{' '.join(self.paths)}: found {len(done)} checkpoint(s) named by step "
                              "(checkpoint-200/, step_100.pt, epoch=3-step=1200.ckpt …); two are needed to compare")
         report = self._merged(done, time.perf_counter() - started)
         report.interrupted = interrupted
         return report
 
-    def _compare(self, old: Checkpoint, new: Checkpoint) -> None:
+    def _lint(self, previous: Checkpoint | None, checkpoint: Checkpoint) -> None:
+        """The first checkpoint checked and summarized; a later one compared with the one before."""
         import copy
 
-        from weightlint.diff.engine import DiffSession
+        from weightlint.diff.engine import DiffSession, SummarySession, screening
 
-        report = DiffSession([old.path], [new.path], copy.deepcopy(self.config), config_file=self.config_file,
-                             spectra=self.spectra).run()
-        self.compared.append((old, new, report))
-        if self.on_pair:
-            self.on_pair(old, new, report)
+        if previous is None:
+            session = SummarySession([checkpoint.path], screening(self.config), config_file=self.config_file,
+                                     spectra=self.spectra)
+            report = session.run()
+            self.first = (checkpoint, report)
+        else:
+            old = [previous.path] if self.exact else self.summary
+            session = DiffSession(old, [checkpoint.path], copy.deepcopy(self.config), config_file=self.config_file,
+                                  spectra=self.spectra)
+            report = session.run()
+            self.compared.append((previous, checkpoint, report))
+        self.summary = session.summary
+        if self.on_checkpoint:
+            self.on_checkpoint(checkpoint, report)
 
     def _merged(self, checkpoints: list[Checkpoint], seconds: float) -> Report:
         last = self.compared[-1][2]
-        findings = [finding for _, _, report in self.compared for finding in report.findings]
-        report = Report(paths=[c.path for c in checkpoints], sources=[s for _, _, r in self.compared for s in r.sources],
-                        records=last.records, findings=findings, tensors=last.tensors, rules=last.rules,
-                        config=last.config, device="cpu", seconds=seconds, mode="diff",
+        reports = [self.first[1]] + [report for _, _, report in self.compared]
+        report = Report(paths=[c.path for c in checkpoints], sources=[s for r in reports for s in r.sources],
+                        records=last.records, findings=[f for r in reports for f in r.findings], tensors=last.tensors,
+                        rules=last.rules, config=last.config, device="cpu", seconds=seconds, mode="diff",
                         compared={"old": [checkpoints[0].path], "new": [checkpoints[-1].path]})
-        report.notes = [f"compared {len(self.compared)} pairs of consecutive checkpoints, steps "
+        reading = "both files of each pair read" if self.exact else "each read once"
+        report.notes = [f"compared {len(self.compared)} pairs of consecutive checkpoints ({reading}), steps "
                         f"{', '.join(str(c.step) for c in checkpoints)}", *self._first_alarms(), *self._trend()]
         report.findings.sort(key=lambda f: f.sort_key)
         return report
 
     def _first_alarms(self) -> list[str]:
         first: dict[str, Checkpoint] = {}
-        for _, new, report in self.compared:
+        for _, new, report in [(None, *self.first), *self.compared]:
             for finding in report.findings:
                 first.setdefault(f"{finding.code} {finding.rule} ({finding.severity})", new)
         return [f"first {alarm}: {checkpoint.name} (step {checkpoint.step})" for alarm, checkpoint in first.items()]
 
     def _trend(self) -> list[str]:
-        """Median and largest norm ratio per layer group and step: one compact line per group."""
+        """Per layer group and step: the median and largest norm ratio, and with spectra the medians
+        of the new condition numbers (κ) and stable ranks. One compact line per group."""
+        from statistics import median
+
         from weightlint.roles import stack_role
 
         groups: dict[str, list[str]] = {}
         for _, new, report in self.compared:
-            ratios: dict[str, list[float]] = {}
+            changes: dict[str, list[dict]] = {}
             for name, entry in report.tensors.items():
-                ratio = entry.get("diff", {}).get("l2_norm_ratio")
-                role = stack_role(name)
-                if ratio is not None and len(entry.get("shape", ())) >= 2:
-                    ratios.setdefault(role[0] if role else name, []).append(ratio)
-            for group, values in ratios.items():
-                values.sort()
-                groups.setdefault(group, []).append(f"{number(values[len(values) // 2])}/{number(values[-1])}@{new.step}")
-        return [f"trend of the norm ratio (median/max@step), {group}: {' '.join(points)}"
-                for group, points in sorted(groups.items())]
+                change = entry.get("diff", {})
+                if change.get("l2_norm_ratio") is not None and len(entry.get("shape", ())) >= 2:
+                    role = stack_role(name)
+                    changes.setdefault(role[0] if role else name, []).append(change)
+            for group, group_changes in changes.items():
+                ratios = sorted(change["l2_norm_ratio"] for change in group_changes)
+                point = f"{number(median(ratios))}/{number(ratios[-1])}"
+                for key, label in (("new_condition_number", "κ"), ("new_stable_rank", "srank")):
+                    values = [change[key] for change in group_changes if change.get(key) is not None]
+                    if values:
+                        point += f" {label} {number(median(values))}"
+                groups.setdefault(group, []).append(f"{point} @{new.step}")
+        legend = "norm ratio median/max" + (", medians of κ and stable rank" if self.spectra else "")
+        return [f"trend ({legend} @step), {group}: {', '.join(points)}" for group, points in sorted(groups.items())]

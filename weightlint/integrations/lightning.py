@@ -6,9 +6,9 @@
 
 Each state dict Lightning saves is compared with the previous one (the first with the weights at
 the start of training); findings are logged, and an error stops training (``trainer.should_stop``;
-``stop_on=None`` only logs). Only the global-zero process checks. The callback keeps a CPU copy of
-the last weights it saw, so it costs one model's memory; the checks are norm-based by default
-(``spectra=True`` adds WL703).
+``stop_on=None`` only logs). Only the global-zero process checks. The callback keeps a summary of
+the last weights it saw (norms, checksums, a sample: kilobytes per tensor, no copy of the model);
+the checks are norm-based by default (``spectra=True`` adds WL703).
 """
 
 from __future__ import annotations

@@ -11,15 +11,17 @@
                 break
 
 The first checkpoint is compared with the weights the run started from when ``initial`` is given
-(a path, or a state dict the monitor saves to a temporary file), else it is only checked for
-NaN/Inf. Every later one is compared with the previous checkpoint (``weightlint diff``: WL701–WL707).
+(a path or a state dict), else it is checked for broken files and NaN/Inf. Every later one is
+compared with the previous checkpoint (``weightlint diff``: WL701–WL707). Each checkpoint is read
+once: the monitor keeps a summary of the last one (norms, checksums, a sample of each tensor:
+kilobytes, not a model; see :mod:`weightlint.diff.summary`), so the relative change is estimated
+and the norm ratio exact.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,26 +51,16 @@ class TrainingMonitor:
 
     def __init__(self, initial: Any = None, stop_on: str | None = "error", spectra: bool = False,
                  **settings: Any) -> None:
+        from weightlint.execution.session import _config_from
+
         self.stop_on = Severity.parse(stop_on) if stop_on else None
         self.spectra = spectra
-        self.settings = settings
-        self.previous: Any = None  # the last checkpoint: a path, or a CPU copy of a state dict
+        self.config, self.config_file = _config_from(None, settings.pop("config_file", None), settings)
+        self.previous: Any = None  # the CheckpointSummary of the last checkpoint
+        self.previous_label: str | None = None
         self.history: list[Outcome] = []
-        self._scratch: tempfile.TemporaryDirectory | None = None
         if initial is not None:
-            self.previous = self._as_path(initial)
-
-    def _as_path(self, weights: Any) -> str:
-        if isinstance(weights, (str, os.PathLike)):
-            return os.fspath(weights)
-        from safetensors.torch import save_file
-
-        self._scratch = self._scratch or tempfile.TemporaryDirectory(prefix="weightlint-initial-")
-        path = os.path.join(self._scratch.name, "initial.safetensors")
-        tensors = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in weights.items()
-                   if hasattr(tensor, "detach")}
-        save_file(_untied(tensors), path)
-        return path
+            self._screen(initial, "the initial weights")
 
     def checkpoint_saved(self, path: str | os.PathLike) -> Outcome:
         """Lint the checkpoint just written (a file or a folder) against the previous one."""
@@ -76,23 +68,33 @@ class TrainingMonitor:
 
     def weights_saved(self, weights: dict, label: str) -> Outcome:
         """Lint a state dict being saved (``label`` names it in the logs) against the previous one.
+        Tensors are copied to the CPU one at a time; no copy of the model is kept."""
+        return self._lint(weights, label)
 
-        The monitor keeps a CPU copy of the weights for the next comparison: memory for one model.
-        """
-        current = {name: tensor.detach().to("cpu").clone() for name, tensor in weights.items() if hasattr(tensor, "detach")}
-        return self._lint(current, label)
+    def _screen(self, weights: Any, label: str) -> Any:
+        """The check of a first checkpoint (its files and NaN/Inf), keeping its summary."""
+        from weightlint.diff.engine import SummarySession, screening
+
+        session = SummarySession([weights], screening(self.config), config_file=self.config_file, spectra=self.spectra)
+        report = session.run()
+        self.previous, self.previous_label = session.summary, label
+        return report
 
     def _lint(self, current: Any, label: str) -> Outcome:
-        from weightlint.diff.engine import diff
-        from weightlint.execution.session import check
+        import copy
 
+        from weightlint.diff.engine import DiffSession
+
+        compared_with = self.previous_label
         if self.previous is None:
-            report = check(current, select=["WL0", "WL100"], **self.settings)
+            report = self._screen(current, label)
         else:
-            report = diff(self.previous, current, spectra=self.spectra, **self.settings)
+            session = DiffSession(self.previous, [current], copy.deepcopy(self.config), config_file=self.config_file,
+                                  spectra=self.spectra)
+            report = session.run()
+            self.previous, self.previous_label = session.summary, label
         stop = self.stop_on is not None and any(f.severity >= self.stop_on for f in report.findings)
-        outcome = Outcome(label, self.previous if isinstance(self.previous, str) else None, list(report.findings),
-                          stop, report)
+        outcome = Outcome(label, compared_with, list(report.findings), stop, report)
         for finding in report.findings:
             level = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING}.get(finding.severity, logging.INFO)
             log.log(level, "weightlint %s: %s %s %s: %s", label, finding.code, finding.severity, finding.tensor or "",
@@ -100,17 +102,5 @@ class TrainingMonitor:
         if stop:
             log.error("weightlint: stopping training at %s (%s)", label,
                       ", ".join(sorted({f.code for f in report.findings if f.severity >= self.stop_on})))
-        self.previous = current
         self.history.append(outcome)
         return outcome
-
-
-def _untied(tensors: dict) -> dict:
-    """Tensors sharing storage (tied embeddings) as separate copies, as safetensors requires."""
-    seen: dict[int, str] = {}
-    result = {}
-    for name, tensor in tensors.items():
-        key = tensor.untyped_storage().data_ptr()
-        result[name] = tensor.clone() if key in seen else tensor
-        seen.setdefault(key, name)
-    return result

@@ -7,8 +7,8 @@
 On each save, the new ``checkpoint-N`` folder is compared with the previous one (the first with the
 weights training started from) by ``weightlint diff``; findings are logged, and an error stops
 training (``control.should_training_stop``; ``stop_on=None`` only logs). Only the main process
-checks under distributed training. By default the checks are norm-based: a pass over the
-checkpoint's data, a small fraction of what writing it cost (``spectra=True`` adds WL703).
+checks under distributed training. By default the checks are norm-based: one read of the new
+checkpoint, compared with a summary kept of the previous one (``spectra=True`` adds WL703).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from weightlint.integrations.training import TrainingMonitor
 
 class WeightlintCallback(TrainerCallback):
     """``initial=True``: compare the first checkpoint with the weights at the start of training
-    (saved once to a temporary file); ``False``: only check it for NaN/Inf."""
+    (summarized from memory, not saved); ``False``: only check its files and NaN/Inf."""
 
     def __init__(self, stop_on: str | None = "error", spectra: bool = False, initial: bool = True,
                  **settings: Any) -> None:
