@@ -30,4 +30,13 @@ BUILTIN = (
     "frozen_changed",      # WL705
     "not_training",        # WL706
     "structure_changed",   # WL707
+    "adapter_rank",        # WL801 (PEFT adapters)
+    "adapter_outlier",     # WL802
+    "adapter_row_concentration",  # WL803
+    "adapter_zero_update",  # WL804
+    "adapter_structure",   # WL805
+    "adapter_full_weights",  # WL806
+    "adapter_executables",  # WL807
+    "adapter_base_mismatch",  # WL808
+    "adapter_update_size",  # WL809
 )

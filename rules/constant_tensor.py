@@ -8,6 +8,7 @@ RULE = Rule(
     code="WL503",
     name="constant-tensor",
     severity=Severity.ERROR,
+    adapter_factors=False,
     summary="A whole weight matrix is zero or a single repeated value: never initialized or not loaded.",
     applies_to="weight matrices, and 1-D norm scales that are all zero",
     what_it_does="""

@@ -7,6 +7,7 @@ RULE = Rule(
     code="WL501",
     name="dead-units",
     severity=Severity.INFO,
+    adapter_factors=False,
     summary="Output units (rows) or input features (columns) whose weights are all zero.",
     scope="matrix",
     applies_to="weight matrices (2-D and up; conv kernels as out × in·kh·kw; HF Conv1D transposed)",

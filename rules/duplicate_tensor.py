@@ -12,6 +12,7 @@ RULE = Rule(
     code="WL502",
     name="duplicate-tensor",
     severity=Severity.WARNING,
+    adapter_factors=False,
     summary="Two weight matrices of one checkpoint are bit-for-bit identical but not conventionally tied.",
     scope="matrix",
     applies_to="non-constant weight matrices, compared within each checkpoint",

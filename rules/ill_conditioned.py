@@ -7,6 +7,7 @@ RULE = Rule(
     code="WL101",
     name="ill-conditioned",
     severity=Severity.WARNING,
+    adapter_factors=False,
     summary="The live part of a weight matrix has collapsed in rank, or (guide profile) its condition number is too large.",
     statistics=("spectral",),
     scope="matrix",

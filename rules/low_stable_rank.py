@@ -9,6 +9,7 @@ RULE = Rule(
     code="WL401",
     name="low-stable-rank",
     severity=Severity.INFO,
+    adapter_factors=False,
     summary="A low-rank factorization reproduces the weight matrix within a small error with far fewer parameters.",
     statistics=("spectral",),
     scope="matrix",

@@ -13,6 +13,7 @@ RULE = Rule(
     code="WL301",
     name="norm-anomaly",
     severity=Severity.WARNING,
+    adapter_factors=False,
     summary="A layer's weight norm is far above (exploding) or below (vanishing) its siblings at other depths.",
     scope="matrix",
     applies_to="weight matrices that have at least `min_siblings` − 1 siblings of the same role",

@@ -7,6 +7,7 @@ RULE = Rule(
     code="WL601",
     name="untrained-layer",
     severity=Severity.WARNING,
+    adapter_factors=False,
     summary="The singular-value spectrum looks like random initialization: the layer may never have been trained.",
     statistics=("spectral", "dispersion"),
     scope="matrix",

@@ -26,7 +26,12 @@ SIDE_OUTPUTS = (("--junit-xml", "junit_xml", "junit"), ("--json", "json_file", "
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; pytest's convention (and ours) is 4."""
+    """argparse exits 2 on bad usage; pytest's convention (and ours) is 4. No abbreviated options:
+    ``--base`` must never be read as ``--baseline`` or ``--base-model``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -68,6 +73,9 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
                              "(default: $WEIGHTLINT_CACHE_DIR, else ~/.cache/weightlint)")
     parser.add_argument("--baseline", metavar="FILE", default=None,
                         help="report only findings that are not in this baseline (rule, file name, tensor)")
+    parser.add_argument("--base-model", metavar="PATH", default=None,
+                        help="the model a PEFT adapter applies to: check shapes against it and judge each "
+                             "update relative to the weight it modifies (read one tensor at a time)")
     parser.add_argument("--write-baseline", metavar="FILE",
                         help="record the findings of this run as a baseline and exit 0")
     parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
@@ -152,6 +160,7 @@ def _config(args):
 
     config = Config(plugins=list(args.plugins))
     given = {"fail_on": args.fail_on, "device": args.device, "exit_zero": args.exit_zero, "baseline": args.baseline,
+             "base_model": getattr(args, "base_model", None),
              "jobs": args.jobs, "profile": args.profile}
     for name, value in given.items():
         if value is not None:

@@ -76,3 +76,14 @@ def weightlint_check_diff(diff, context):
         reshaped or re-typed between the two checkpoints.
     :return: a list of findings or ``None``.
     """
+
+
+@hookspec
+def weightlint_check_adapter(adapter, context):
+    """Check a PEFT adapter once its tensors have streamed past (a source with ``adapter_config.json``).
+
+    :param adapter: a :class:`weightlint.adapter.view.AdapterView`: the configuration, each module's
+        LoRA pair with what its update ΔW = scale·B·A measures (``norm``, ``rank``, ``top_rows_share``
+        … and, with ``--base-model``, ``relative_norm``), the full tensors, and the files beside it.
+    :return: a list of findings or ``None``.
+    """

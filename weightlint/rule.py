@@ -57,6 +57,10 @@ class Rule:
     always_reported: bool = False
     # A rule of ``weightlint diff`` (WL7xx): judges the change between two checkpoints, never one.
     diff_only: bool = False
+    # Whether the rule judges LoRA factors (lora_A, lora_B) and DoRA magnitudes as tensors. They are
+    # not weights of a model: lora_A is random and lora_B zero by design, and their ranks and norms
+    # say nothing alone; the adapter rules (WL8xx) judge the update they make together.
+    adapter_factors: bool = True
 
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):

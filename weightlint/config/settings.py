@@ -126,6 +126,7 @@ class Config:
     overrides: list[Override] = field(default_factory=list)
     suppress: list[Suppression] = field(default_factory=list)
     baseline: str | None = None
+    base_model: str | None = None  # the model a PEFT adapter applies to (--base-model)
     limits: Limits = DEFAULT_LIMITS
     # The configuration file this came from (None: none), and the fields the command line set,
     # which the file must not override.
@@ -213,7 +214,10 @@ class CheckContext:
         return options
 
     def options(self, rule: Rule, tensor: Any = None) -> dict[str, Any] | None:
-        """The rule's thresholds for this tensor (a TensorRecord), or None when it is not selected."""
+        """The rule's thresholds for this tensor (a TensorRecord), or None when it is not selected
+        (nor when the tensor is a LoRA factor the rule does not judge)."""
+        if not rule.adapter_factors and getattr(tensor, "metadata", {}).get("adapter_part"):
+            return None
         if rule.code in self.pinned:
             pinned = self.pinned[rule.code]
             return pinned.rule_options(rule) if pinned.is_selected(rule) else None

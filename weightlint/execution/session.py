@@ -12,6 +12,7 @@ import numpy as np
 
 from weightlint.architecture import annotate_sources
 from weightlint.config import PROFILES, CheckContext, Config, limits, selector_matches
+from weightlint.adapter.update import part_of
 from weightlint.execution.device import resolve_device
 from weightlint.execution.errors import RuleError, UsageError, internal_problem
 from weightlint.execution.policy import FindingPolicy
@@ -197,6 +198,9 @@ class Session:
                 for item in source.items():
                     if isinstance(item, TensorRecord):
                         item.metadata.setdefault("source", source.path)
+                        factor = part_of(item.name)
+                        if factor is not None:
+                            item.metadata["adapter_part"] = factor[1]
                         records.append(item)
                     else:
                         problems.append(item)
@@ -234,10 +238,46 @@ class Session:
                              sources=self.sources)
             report.findings.extend(self._call_builtin_safe("weightlint_check_model", "the model", dict(model=view),
                                                            self.paths[0] if self.paths else "the model"))
+            report.findings.extend(self._check_adapters(records, report))
         report.findings = self.policy.apply(report.findings, report)
         report.findings.sort(key=lambda f: f.sort_key)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _check_adapters(self, records: list[TensorRecord], report: Report) -> list[Finding]:
+        """Each PEFT adapter's pairs measured (its factors read again: adapters are small) and
+        judged by the adapter rules, against the base model when ``base_model`` names one."""
+        from weightlint.adapter.view import BaseModel, build
+
+        adapters = [source for source in self.sources if source.adapter is not None]
+        if not adapters:
+            if self.config.base_model:
+                report.notes.append(f"--base-model {self.config.base_model}: no PEFT adapter (adapter_config.json) "
+                                    "among the checked paths, so nothing was compared with it")
+            return []
+        base = None
+        if self.config.base_model:
+            if not os.path.exists(self.config.base_model):
+                raise UsageError(f"--base-model {self.config.base_model}: no such file or folder")
+            with limits.using(self.config.limits):
+                base = BaseModel(self.config.base_model)
+        findings: list[Finding] = []
+        for source in adapters:
+            problems: list[Problem] = list(base.problems) if base is not None and source is adapters[0] else []
+            own = [record for record in records if record.metadata.get("source") == source.path]
+            where = source.files[0] if source.files else source.path
+            try:
+                view = build(source, own, source.adapter, problems, base)
+            except Exception as error:
+                problems.append(internal_problem(where, error))
+            else:
+                report.notes.extend(view.notes)
+                findings.extend(self._call_builtin_safe("weightlint_check_adapter", f"the adapter {source.path}",
+                                                        dict(adapter=view), where))
+            for problem in problems:
+                findings.extend(self._call_builtin_safe("weightlint_file_problem", problem.file,
+                                                        dict(problem=problem), problem.file))
+        return findings
 
     def _check_tensor(self, record: TensorRecord, values: Any = None,
                       load_error: Exception | None = None) -> tuple[list[Finding], dict, Problem | None]:

@@ -221,11 +221,27 @@ def resolve(path: str | os.PathLike, architecture: bool = True) -> list[Source]:
         sources = [UnsupportedSource(path, "not a regular file (a FIFO, device or socket): not read", "unknown")]
     else:
         raise FileNotFoundError(path)
+    _with_adapter_config(sources)
     if not architecture:
         for source in sources:
             source.architecture = False
         return sources
     return _with_architecture_notes(sources)
+
+
+def _with_adapter_config(sources: list[Source]) -> None:
+    """A source whose folder holds ``adapter_config.json`` is a PEFT adapter: its configuration is
+    read once (an unusable one is the config file's WL001)."""
+    from weightlint.adapter.config import find_config, read_config
+
+    for source in sources:
+        config = find_config(source.files[0]) if source.files and source.format != "unknown" else None
+        if config is None:
+            continue
+        try:
+            source.adapter = read_config(config)
+        except (OSError, ValueError) as error:
+            source.problems.append(Problem("unreadable", display_path(config), f"not a usable adapter config: {error}"))
 
 
 def _with_architecture_notes(sources: list[Source]) -> list[Source]:

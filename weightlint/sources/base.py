@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
 from weightlint.record import TensorRecord
 
@@ -55,6 +55,8 @@ class Source:
     problems: list[Problem] = field(default_factory=list)
     # Pickles beside the source whose weights are not judged, but whose globals are checked (WL002).
     scan_only: list[str] = field(default_factory=list)
+    # The PEFT adapter configuration (weightlint.adapter.config.AdapterConfig) when the source is an adapter.
+    adapter: Any = None
 
     def items(self) -> Iterator[Item]:  # pragma: no cover - overridden
         raise NotImplementedError

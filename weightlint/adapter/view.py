@@ -1,0 +1,137 @@
+"""What the adapter rules see (``weightlint_check_adapter``): the configuration, the measured
+pairs, the full tensors, the files beside the adapter and, with ``--base-model``, each update
+against the weight it modifies (the base read one tensor at a time)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from weightlint.adapter.config import AdapterConfig
+from weightlint.adapter.update import LoraPair, as_float64, dense_update, measure, pair_records
+from weightlint.record import TensorRecord
+from weightlint.sources.base import Problem, Source
+
+# Base matrices up to this many rows and columns get the condition number of W and W+ΔW (an SVD each).
+CONDITION_MAX_SIDE = 2048
+
+
+@dataclass
+class AdapterView:
+    config: AdapterConfig
+    source: Source
+    pairs: list[LoraPair]
+    full_tensors: list[TensorRecord]
+    beside: list[str]  # the other files of the adapter's folder (names)
+    base: str | None = None  # the base model given with --base-model
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.config.path)
+
+
+class BaseModel:
+    """The base model's tensors by name, read one at a time when an update is compared with one."""
+
+    def __init__(self, path: str) -> None:
+        from weightlint.sources import resolve
+
+        self.path = path
+        self.problems: list[Problem] = []
+        self.records: dict[str, TensorRecord] = {}
+        for source in resolve(path, architecture=False):
+            self.problems.extend(source.problems)
+            for item in source.items():
+                if isinstance(item, TensorRecord):
+                    self.records.setdefault(item.name, item)
+                else:
+                    self.problems.append(item)
+
+    def weight_of(self, module: str) -> TensorRecord | None:
+        """The base weight a module's update applies to: ``module.weight`` by name, else the one
+        name that ends with it (or that it ends with), as model classes prefix differently
+        (``bert.encoder…`` in a classifier, ``encoder…`` in a bare ``BertModel``)."""
+        wanted = f"{module}.weight"
+        if wanted in self.records:
+            return self.records[wanted]
+        matches = [record for name, record in self.records.items()
+                   if f".{name}".endswith(f".{wanted}") or f".{wanted}".endswith(f".{name}")]
+        return matches[0] if len(matches) == 1 else None
+
+
+def build(source: Source, records: list[TensorRecord], config: AdapterConfig, problems: list[Problem],
+          base: BaseModel | None = None) -> AdapterView:
+    """Pair the adapter's records, measure each update, and compare it with the base weight."""
+    pairs, full = pair_records(records, config)
+    folder = os.path.dirname(config.path)
+    read = {os.path.abspath(file) for file in source.files} | {os.path.abspath(config.path)}
+    beside = sorted(entry for entry in os.listdir(folder)
+                    if os.path.isfile(os.path.join(folder, entry)) and os.path.abspath(os.path.join(folder, entry)) not in read)
+    view = AdapterView(config, source, pairs, full, beside, base.path if base else None)
+    if not config.is_lora:  # IA3, prefix tuning …: no pairs, no updates to judge
+        view.notes.append(f"{source.path}: a {config.peft_type} adapter: its tensors are checked as plain tensors")
+        view.pairs, view.full_tensors = [], []
+        return view
+    for pair in pairs:
+        if not pair.complete:
+            continue
+        try:
+            a, b = (as_float64(record.load()) for record in (pair.a, pair.b))
+        except Exception as error:
+            problems.append(Problem("unreadable", pair.record.file, f"tensor data unreadable: {error}",
+                                    tensor=pair.record.name))
+            continue
+        pair.measures = measure(pair, a, b)
+        if base is not None and pair.measures.get("finite"):
+            pair.measures.update(_against_base(pair, a, b, base, config, problems))
+    return view
+
+
+def _against_base(pair: LoraPair, a: np.ndarray, b: np.ndarray, base: BaseModel, config: AdapterConfig,
+                  problems: list[Problem]) -> dict[str, Any]:
+    record = base.weight_of(pair.module)
+    if record is None:
+        return {"base_weight": None}
+    expected = (b.shape[0], a.shape[1])
+    if pair.embedding:
+        expected = expected[::-1]
+    base_shape = tuple(record.shape)
+    if config.fan_in_fan_out and not pair.embedding:
+        base_shape = base_shape[::-1]
+    result: dict[str, Any] = {"base_weight": record.name, "base_shape": tuple(record.shape), "update_shape": expected,
+                              "shape_matches": tuple(base_shape) == expected}
+    if not result["shape_matches"]:
+        return result
+    try:
+        weight = as_float64(record.load()).reshape(record.shape)
+    except Exception as error:
+        problems.append(Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name))
+        return result
+    if config.fan_in_fan_out and not pair.embedding:
+        weight = weight.T
+    delta = dense_update(pair, a, b)
+    weight_norm = float(np.linalg.norm(weight))
+    result["base_norm"] = weight_norm
+    result["relative_norm"] = pair.measures["norm"] / weight_norm if weight_norm > 0 else math.inf
+    merged = weight + delta
+    if pair.magnitude is not None:
+        magnitude = as_float64(pair.magnitude.load()).reshape(-1)
+        row_norms = np.linalg.norm(merged, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = magnitude / row_norms
+        result["dora_scale_range"] = (float(np.nanmin(ratios)), float(np.nanmax(ratios)))
+    if max(weight.shape) <= CONDITION_MAX_SIDE and weight.ndim == 2:
+        result["base_condition_number"] = _condition(weight)
+        result["merged_condition_number"] = _condition(merged)
+    return result
+
+
+def _condition(matrix: np.ndarray) -> float:
+    singular = np.linalg.svd(matrix, compute_uv=False)
+    return float(singular[0] / singular[-1]) if singular[-1] > 0 else math.inf
+
