@@ -7,6 +7,7 @@ RULE = Rule(
     code="WL203",
     name="dynamic-range",
     severity=Severity.INFO,
+    adapter_factors=False,  # an info for int8: LoRA factors are kept in 16-bit; WL803 judges their shape
     summary="The largest weight is far larger than the typical one (max|w| / mean|w|), or a few values are isolated spikes.",
     statistics=("quantization",),
     scope="matrix",

