@@ -98,6 +98,9 @@ def sandbox(tmp_path_factory, minilm):
             (folder / run / f"checkpoint-{step}").mkdir(parents=True)
             save_file({name: tensor * (1 + step / 1e4) for name, tensor in weight.items()},
                       str(folder / run / f"checkpoint-{step}" / "model.safetensors"))
+    from tests.adapter_plants import train_adapter
+
+    train_adapter(folder / "my-adapter", folder / "base-model", steps=5)  # for the README's adapter commands
     torch.save(weight, folder / "b.pt")
     torch.save({"state_dict": weight}, folder / "c.ckpt")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -150,7 +153,7 @@ def test_every_shell_snippet_runs(sandbox, checkout_copy):
             for line in shell_lines(block):
                 reason = run_line(line, sandbox, cwd=checkout_copy if doc in IN_CHECKOUT else None)
                 (skipped if reason else ran).append(f"{doc}:{line_number}: {line}" + (f" — {reason}" if reason else ""))
-    assert len(ran) == 18, ran  # and the parts before a NOT_RUN command of the lines below
+    assert len(ran) == 20, ran  # and the parts before a NOT_RUN command of the lines below
     # Exactly the NOT_RUN parts: the suite (twice), the placeholder, the benchmark.
     assert [entry.split(" — ")[1] for entry in skipped] == [
         "not run: python -m pytest -q (the test suite itself)",
