@@ -159,3 +159,29 @@ def test_each_plant_in_a_real_published_adapter_gives_exactly_its_finding(tmp_pa
     source = real_adapter()
     folder = plant(source, tmp_path / "variant", defect, T5_MODULE)
     assert found(weightlint.check(str(folder))) == expected(defect, T5_MODULE, lora_modules(source))
+
+
+def test_the_configuration_is_read_as_peft_reads_it(tmp_path):
+    from weightlint.adapter.config import read_config
+
+    path = tmp_path / "adapter_config.json"
+    path.write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "use_rslora": True,
+                                "target_modules": r".*\.(q|v)_proj", "rank_pattern": {"layers.1.q_proj": 4},
+                                "alpha_pattern": {r"layers\.[23]\.v_proj": 64}}))
+    config = read_config(str(path))
+    assert config.rank_of("model.layers.1.q_proj") == 4 and config.rank_of("model.layers.11.q_proj") == 8
+    assert config.scale_of("model.layers.0.q_proj") == pytest.approx(16 / 8 ** 0.5)  # rsLoRA: α/√r
+    assert config.scale_of("model.layers.1.q_proj") == pytest.approx(16 / 2)
+    assert config.scale_of("model.layers.3.v_proj") == pytest.approx(64 / 8 ** 0.5)
+    assert config.targets("model.layers.3.v_proj") and not config.targets("model.layers.3.k_proj")
+    path.write_text('{"r": "sixteen"}')
+    with pytest.raises(ValueError, match="wrong type"):
+        read_config(str(path))
+
+
+def test_a_broken_adapter_config_is_the_config_files_problem(trained, tmp_path, capsys):
+    folder = plant(trained[0], tmp_path / "variant", PLANTS[0], MODULE)
+    (folder / "adapter_config.json").write_text("{not json")
+    assert main([str(folder), "-q"]) == weightlint.ExitCode.FINDINGS
+    out = capsys.readouterr().out
+    assert "WL001" in out and "adapter_config.json" in out and "not a usable adapter config" in out

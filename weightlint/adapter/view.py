@@ -34,6 +34,29 @@ class AdapterView:
     def folder(self) -> str:
         return os.path.dirname(self.config.path)
 
+    def describe(self) -> dict[str, Any]:
+        """The JSON report's ``adapters`` entry (docs/json-report.md)."""
+        config = self.config
+        return {
+            "path": self.source.path,
+            "peft_type": config.peft_type,
+            "r": config.r,
+            "lora_alpha": config.lora_alpha,
+            "use_rslora": config.use_rslora,
+            "use_dora": config.use_dora,
+            "target_modules": config.target_modules,
+            "modules_to_save": config.modules_to_save,
+            "base_model_name_or_path": config.base_model,
+            "base_model": self.base,
+            "full_tensors": [record.name for record in self.full_tensors],
+            "beside": self.beside,
+            "modules": {pair.module: {"declared_rank": pair.declared_rank, "scale": pair.scale,
+                                      **{key: value for key, value in pair.measures.items()
+                                         if key not in ("singular_values", "rank_resolution")},
+                                      "singular_values": pair.measures.get("singular_values", [])[:8]}
+                        for pair in self.pairs},
+        }
+
 
 class BaseModel:
     """The base model's tensors by name, read one at a time when an update is compared with one."""

@@ -56,6 +56,8 @@ class Report:
     # "check", or "diff" for ``weightlint diff`` (``compared``: the old and the new paths).
     mode: str = "check"
     compared: dict[str, list[str]] | None = None
+    # One entry per PEFT adapter checked: its configuration and what each module's update measures.
+    adapters: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def parameter_count(self) -> int:

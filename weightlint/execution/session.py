@@ -272,6 +272,7 @@ class Session:
                 problems.append(internal_problem(where, error))
             else:
                 report.notes.extend(view.notes)
+                report.adapters.append(view.describe())
                 findings.extend(self._call_builtin_safe("weightlint_check_adapter", f"the adapter {source.path}",
                                                         dict(adapter=view), where))
             for problem in problems:

@@ -22,6 +22,7 @@ def document(report) -> dict[str, Any]:
         "notes": report.notes,
         "findings": [finding.to_dict() for finding in report.findings],
         "tensors": report.tensors,
+        **({"adapters": report.adapters} if report.adapters else {}),
         "suppressed": [{**finding.to_dict(), "suppressed_by": reason}
                        for finding, reason in zip(report.suppressed, report.suppression_reasons)],
         "baselined": [finding.to_dict() for finding in report.baselined],
