@@ -5,6 +5,7 @@ from weightlint import Rule, Severity, hookimpl
 RULE = Rule(
     code="WL808",
     scope="run",
+    adapter_only=True,
     name="adapter-base-mismatch",
     severity=Severity.ERROR,
     summary="A LoRA pair's module has no weight in the base model, or its update has another shape.",

@@ -10,6 +10,7 @@ CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".sh", ".bash", ".so", ".dll", ".dylib",
 RULE = Rule(
     code="WL807",
     scope="run",
+    adapter_only=True,
     name="adapter-executables",
     severity=Severity.WARNING,
     summary="An adapter folder ships pickles or code files next to its weights.",

@@ -6,6 +6,7 @@ from weightlint.adapter.update import module_of
 RULE = Rule(
     code="WL806",
     scope="run",
+    adapter_only=True,
     name="adapter-full-weights",
     severity=Severity.INFO,
     summary="An adapter ships full tensors (modules_to_save, embeddings, heads) that replace base weights: review them.",

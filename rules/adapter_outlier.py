@@ -8,6 +8,7 @@ from weightlint.formatting import number
 RULE = Rule(
     code="WL802",
     scope="run",
+    adapter_only=True,
     name="adapter-update-outlier",
     severity=Severity.WARNING,
     summary="A LoRA update's norm is far above those of the same module at other depths.",

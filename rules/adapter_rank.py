@@ -5,6 +5,7 @@ from weightlint import Rule, Severity, hookimpl
 RULE = Rule(
     code="WL801",
     scope="run",
+    adapter_only=True,
     name="adapter-rank-deficient",
     severity=Severity.WARNING,
     summary="A LoRA pair's update ΔW = scale·B·A has far lower rank than the rank the adapter declares.",

@@ -6,6 +6,7 @@ from weightlint.formatting import number
 RULE = Rule(
     code="WL803",
     scope="run",
+    adapter_only=True,
     name="adapter-row-concentration",
     severity=Severity.WARNING,
     summary="Most of a LoRA update's energy sits in three output rows: the signature of a targeted edit.",

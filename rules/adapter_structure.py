@@ -5,6 +5,7 @@ from weightlint import Rule, Severity, hookimpl
 RULE = Rule(
     code="WL805",
     scope="run",
+    adapter_only=True,
     name="adapter-structure",
     severity=Severity.WARNING,
     summary="An adapter's tensors disagree with its adapter_config.json, or a LoRA pair is incomplete.",

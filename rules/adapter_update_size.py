@@ -6,6 +6,7 @@ from weightlint.formatting import number
 RULE = Rule(
     code="WL809",
     scope="run",
+    adapter_only=True,
     name="adapter-update-size",
     severity=Severity.WARNING,
     summary="A LoRA update is as large as the base weight it modifies, rescales it wildly (DoRA), or breaks its conditioning.",

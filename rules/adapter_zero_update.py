@@ -5,6 +5,7 @@ from weightlint import Rule, Severity, hookimpl
 RULE = Rule(
     code="WL804",
     scope="run",
+    adapter_only=True,
     name="adapter-zero-update",
     severity=Severity.WARNING,
     summary="A LoRA pair's lora_B (or lora_A) is all zero, so its update is zero: the module was never trained.",

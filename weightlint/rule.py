@@ -57,6 +57,8 @@ class Rule:
     always_reported: bool = False
     # A rule of ``weightlint diff`` (WL7xx): judges the change between two checkpoints, never one.
     diff_only: bool = False
+    # A rule of PEFT adapters (WL8xx): runs only where a checked path is an adapter.
+    adapter_only: bool = False
     # Whether the rule judges LoRA factors (lora_A, lora_B) and DoRA magnitudes as tensors. They are
     # not weights of a model: lora_A is random and lora_B zero by design, and their ranks and norms
     # say nothing alone; the adapter rules (WL8xx) judge the update they make together.
@@ -143,9 +145,15 @@ class Rule:
             self._options_text(),
         ]
         if self.example:
-            call = (f"`diff(old, new, select=[\"{self.code}\"]{', **settings' if 'settings =' in self.example else ''})` "
-                    "(`weightlint.diff.engine.diff`, what `weightlint diff` runs)" if self.diff_only
-                    else f"`weightlint.check(tensors, select=[\"{self.code}\"])`")
+            if self.diff_only:
+                call = (f"`diff(old, new, select=[\"{self.code}\"]{', **settings' if 'settings =' in self.example else ''})` "
+                        "(`weightlint.diff.engine.diff`, what `weightlint diff` runs)")
+            elif self.adapter_only:
+                call = (f"`weightlint.check(folder, select=[\"{self.code}\"])` on a folder holding `adapter` as "
+                        "`adapter_model.safetensors` and `adapter_config` as `adapter_config.json` (`files` beside "
+                        "them; `base`, when given, as `--base-model`)")
+            else:
+                call = f"`weightlint.check(tensors, select=[\"{self.code}\"])`"
             parts += ["", "## Example", "```python", self.example.strip(), "```", "",
                       f"{call} reports:", "", "```", self.example_output.strip(), "```"]
         if self.references:

@@ -88,10 +88,12 @@ class Report:
 
     @property
     def applicable_rules(self) -> list[str]:
-        """Codes of the rules that can fire in this kind of run: ``check`` rules, or for a diff the
-        WL7xx rules and those about files."""
+        """Codes of the rules that can fire in this kind of run: ``check`` rules (the WL8xx ones
+        only when a path is a PEFT adapter), or for a diff the WL7xx rules and those about files."""
+        adapter = any(source.adapter is not None for source in self.sources)
         return [code for code, rule in self.rules.items()
-                if rule.always_reported or rule.diff_only == (self.mode == "diff") or rule.scope == "file"]
+                if rule.always_reported or rule.scope == "file"
+                or (rule.diff_only == (self.mode == "diff") and (adapter or not rule.adapter_only))]
 
     @property
     def selected_rules(self) -> list[str]:
