@@ -153,7 +153,7 @@ def test_every_shell_snippet_runs(sandbox, checkout_copy):
             for line in shell_lines(block):
                 reason = run_line(line, sandbox, cwd=checkout_copy if doc in IN_CHECKOUT else None)
                 (skipped if reason else ran).append(f"{doc}:{line_number}: {line}" + (f" — {reason}" if reason else ""))
-    assert len(ran) == 20, ran  # and the parts before a NOT_RUN command of the lines below
+    assert len(ran) == 22, ran  # and the parts before a NOT_RUN command of the lines below
     # Exactly the NOT_RUN parts: the suite (twice), the placeholder, the benchmark.
     assert [entry.split(" — ")[1] for entry in skipped] == [
         "not run: python -m pytest -q (the test suite itself)",

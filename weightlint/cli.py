@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from weightlint._version import __version__
 from weightlint.exitcodes import ExitCode
 
-COMMANDS = ("check", "diff", "watch", "demo", "rules", "explain")
+COMMANDS = ("check", "diff", "watch", "plan", "demo", "rules", "explain")
 FORMATS = ("text", "json", "junit", "sarif", "github", "markdown")
 RULE_FORMATS = ("text", "json")
 # Side outputs: written next to the main output, whatever its format (as pytest's --junitxml).
@@ -73,6 +73,8 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
                              "(default: $WEIGHTLINT_CACHE_DIR, else ~/.cache/weightlint)")
     parser.add_argument("--baseline", metavar="FILE", default=None,
                         help="report only findings that are not in this baseline (rule, file name, tensor)")
+    parser.add_argument("--plan", metavar="PLANS", default=None,
+                        help="add plans to the JSON report: quant, lowrank or quant,lowrank (as `weightlint plan`)")
     parser.add_argument("--base-model", metavar="PATH", default=None,
                         help="the model a PEFT adapter applies to: check shapes against it and judge each "
                              "update relative to the weight it modifies (read one tensor at a time)")
@@ -89,6 +91,21 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour the text output (auto: on a terminal, unless NO_COLOR is set)")
     parser.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
+
+
+EMIT_FORMATS = ("json", "transformers", "llmcompressor", "torchao", "llamacpp")
+
+
+def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="checkpoint files or model folders")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the plan to FILE instead of stdout")
+    parser.add_argument("--profile", choices=("default", "guide"), default=None,
+                        help="decision tree and thresholds: default (calibrated) or guide (the guide's literal tree)")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (its plan: and rules: tables)")
+    parser.add_argument("--isolated", action="store_true", help="ignore every configuration file")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda")
+    parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="matrices measured in parallel")
+    parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep watching for new checkpoints (until --timeout or Ctrl-C), then report")
     watch.add_argument("--timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long")
     _add_check_options(watch)
+    plan = commands.add_parser("plan", help="plans to apply: quantization per matrix, low-rank factorization")
+    kinds = plan.add_subparsers(dest="plan", parser_class=_Parser, required=True)
+    quant = kinds.add_parser("quant", help="per weight matrix: int8 per tensor or per channel, int16, or keep 16-bit")
+    quant.add_argument("--emit", choices=("text", *EMIT_FORMATS), default="text",
+                       help="text (default), json (the guide's lists), transformers (llm_int8_skip_modules), "
+                            "llmcompressor (a recipe), torchao (a filter_fn), llamacpp (--tensor-type lines)")
+    lowrank = kinds.add_parser("lowrank", help="per weight matrix: the smallest rank within WL401's max_relative_error")
+    lowrank.add_argument("--emit", choices=("text", "json"), default="text", help="text (default) or json")
+    for kind in (quant, lowrank):
+        _add_plan_options(kind)
     rules = commands.add_parser("rules", help="list every rule")
     rules.add_argument("--format", choices=RULE_FORMATS, default="text")
     rules.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME")
@@ -227,6 +254,42 @@ def _side_outputs(args) -> list[tuple[str, str, str]]:
     return wanted
 
 
+def run_plan(args) -> int:
+    """``plan quant`` / ``plan lowrank``: measure every matrix once and write the plan."""
+    from weightlint.config import Config
+    from weightlint.config import file as configfile
+    from weightlint.execution.session import Session
+    from weightlint.plans.emit import emit
+    from weightlint.plans.text import render_plan
+
+    config = Config(plugins=list(args.plugins), select=["WL0"])  # the plan, not the rules' findings
+    config.explicit.update({"select"})
+    for name in ("profile", "device", "jobs"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+            config.explicit.add(name)
+    raw = configfile.resolve(args.config, args.isolated)
+    report = Session(list(args.paths), config, config_file=raw, plans=(args.plan,)).run()
+    plan = report.plans.get(args.plan)
+    if plan is None:
+        return int(ExitCode.INTERRUPTED)
+    if args.emit == "text":
+        text = render_plan(plan, report)
+    elif args.plan == "lowrank":
+        text = json.dumps(plan.to_json(), indent=2, allow_nan=False) + "\n"
+    else:
+        text = emit(plan, args.emit, report)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    broken = [f for f in report.findings if f.code.startswith("WL0") and f.severity.name == "ERROR"]
+    for finding in broken:
+        print(f"weightlint: {finding.file}: {finding.message}", file=sys.stderr)
+    return int(ExitCode.FINDINGS if broken else ExitCode.OK)
+
+
 def run_check(args, targets: Sequence[str], compare_with: str | None = None, watch: bool = False) -> int:
     """``check`` (and ``demo``) on ``targets``, ``diff`` of ``compare_with`` (old) and ``targets``
     (new), or ``watch`` of the run folders ``targets``."""
@@ -255,7 +318,8 @@ def run_check(args, targets: Sequence[str], compare_with: str | None = None, wat
         from weightlint.execution.session import Session
 
         progress = _Progress(enabled=not args.quiet and args.format == "text" and sys.stderr.isatty())
-        session = Session(list(targets), config, progress=progress, config_file=raw)
+        session = Session(list(targets), config, progress=progress, config_file=raw,
+                          plans=_split([args.plan]) if getattr(args, "plan", None) else ())
     report = session.run()
     if args.write_baseline:
         from weightlint.baseline import write_baseline
@@ -351,6 +415,8 @@ def _dispatch(args) -> int:
         return run_rules(args)
     if args.command == "explain":
         return run_explain(args)
+    if args.command == "plan":
+        return run_plan(args)
     if args.command == "diff":
         return run_check(args, [args.new], compare_with=args.old)
     if args.command == "watch":

@@ -115,19 +115,44 @@ def kurtosis(flat: Any, mean: float | None = None) -> float | None:
 
 
 def recommend(outliers: float, per_tensor: float | None, per_channel: float | None) -> str:
-    """The guide's decision tree, with per-channel int8 as the middle branch.
+    """The default profile's decision for one matrix (the ``recommended`` statistic)."""
+    return decide(outliers, per_tensor, per_channel)[0]
 
-    The outlier share alone never sends a layer to fp16: peaked conv kernels have 10–40% of their
-    values beyond a robust 3σ and still quantize at 31–46 dB per channel. What decides is whether
-    per-channel int8 reaches 30 dB; below it, many outliers mean fp16, few mean int16.
+
+def decide(outliers: float, per_tensor: float | None, per_channel: float | None,
+           thresholds: Any = None, tree: str = "default") -> tuple[str, str]:
+    """(decision, reason): ``int8``, ``int8-per-channel``, ``int16``, ``fp16`` or ``special``.
+
+    The default tree asks per-channel int8 first: the outlier share alone never sends a layer to
+    fp16 (peaked conv kernels have 10–40% of their values beyond a robust 3σ and still quantize at
+    31–46 dB per channel). Below the per-channel floor, many outliers mean fp16, few mean int16.
+    The guide's tree (``tree="guide"``) reads the per-tensor SQNR and the outlier share as the
+    guide writes them: < 0.1% and > 40 dB int8; ≤ 1% and ≥ 30 dB per-channel int8; ≤ 1% int16;
+    more fp16; > 10% special handling.
     """
+    from weightlint.config.plans import QUANT_PROFILES
+
+    t = thresholds or QUANT_PROFILES[tree]
     per_tensor = math.inf if per_tensor is None else per_tensor
     per_channel = math.inf if per_channel is None else per_channel
-    if per_channel < 30:
-        return "fp16" if outliers > 1 else "int16"
-    if per_tensor >= 40 and outliers < 0.1:
-        return "int8"
-    return "int8-per-channel"
+    numbers = f"outliers {outliers:.3g}%, SQNR {per_tensor:.1f} dB per tensor, {per_channel:.1f} dB per channel"
+    if t.special_outliers is not None and outliers > t.special_outliers:
+        return "special", f"{numbers}: outliers > {t.special_outliers:g}%, needs special handling (keep 16-bit)"
+    if tree == "guide":
+        if outliers < t.int8_max_outliers and per_tensor > t.int8_min_sqnr_db:
+            return "int8", f"{numbers}: < {t.int8_max_outliers:g}% and > {t.int8_min_sqnr_db:g} dB"
+        if outliers <= t.fp16_min_outliers and per_tensor >= t.per_channel_min_sqnr_db:
+            return "int8-per-channel", f"{numbers}: ≤ {t.fp16_min_outliers:g}% and ≥ {t.per_channel_min_sqnr_db:g} dB"
+        if outliers <= t.fp16_min_outliers:
+            return "int16", f"{numbers}: ≤ {t.fp16_min_outliers:g}% but < {t.per_channel_min_sqnr_db:g} dB"
+        return "fp16", f"{numbers}: > {t.fp16_min_outliers:g}%"
+    if per_channel < t.per_channel_min_sqnr_db:
+        if outliers > t.fp16_min_outliers:
+            return "fp16", f"{numbers}: per-channel int8 < {t.per_channel_min_sqnr_db:g} dB and > {t.fp16_min_outliers:g}% outliers"
+        return "int16", f"{numbers}: per-channel int8 < {t.per_channel_min_sqnr_db:g} dB, ≤ {t.fp16_min_outliers:g}% outliers"
+    if per_tensor >= t.int8_min_sqnr_db and outliers < t.int8_max_outliers:
+        return "int8", f"{numbers}: ≥ {t.int8_min_sqnr_db:g} dB per tensor and < {t.int8_max_outliers:g}% outliers"
+    return "int8-per-channel", f"{numbers}: per-channel int8 ≥ {t.per_channel_min_sqnr_db:g} dB"
 
 
 def quantization_group(matrix: Any, norms: dict[str, Any] | None = None,

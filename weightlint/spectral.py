@@ -201,3 +201,14 @@ def spectral_group(values: np.ndarray, shape: tuple[int, int], dead_rows: int = 
         group.update({"alpha": None} if fit is None else fit)
         group.update(marchenko_pastur_spikes(eigenvalues, shape))
     return group
+
+
+def suggested_rank(singular_values, max_relative_error: float) -> tuple[int, float]:
+    """The smallest rank whose truncated SVD has relative Frobenius error ≤ the bound, and that error."""
+    energy = np.asarray(singular_values, dtype=np.float64) ** 2
+    total = float(energy.sum())
+    # tail[r] = Σ_{i ≥ r} σᵢ², the error energy of the rank-r approximation (tail[len] = 0).
+    tail = np.concatenate([np.cumsum(energy[::-1])[::-1], [0.0]])
+    errors = np.sqrt(np.maximum(tail, 0.0) / total)
+    rank = int(np.argmax(errors <= max_relative_error))
+    return rank, float(errors[rank])

@@ -31,7 +31,7 @@ from weightlint.rule import Rule
 FILE_NAMES = ("weightlint.yaml", ".weightlint.yaml")
 SEVERITIES = ("info", "warning", "error")
 TOP_KEYS = ("profile", "fail-on", "device", "jobs", "select", "extend-select", "ignore", "rules", "overrides", "suppress",
-            "plugins", "baseline", "exit-zero", "limits")
+            "plugins", "baseline", "exit-zero", "limits", "plan")
 OVERRIDE_KEYS = ("tensors", "files", "select", "extend-select", "ignore", "rules")
 SUPPRESS_KEYS = ("rule", "tensor", "file", "reason", "expires")
 
@@ -387,7 +387,27 @@ def apply(raw: RawConfig, config: Config, rules: dict[str, Rule]) -> Config:
         plugins_of(raw)  # validated; loaded before the rules were collected
     if "limits" in data:
         config.limits = _limits(raw, data["limits"], ("limits",))
+    if "plan" in data:
+        config.plan_quant = _plan(raw, data["plan"], ("plan",))
     return config
+
+
+def _plan(raw: RawConfig, table: Any, where: tuple) -> dict[str, Any]:
+    """``plan: {quant: {int8_min_sqnr_db: 35}}``: the quantization plan's thresholds (numbers, or
+    null to turn one off). The low-rank plan's bound is WL401's ``max_relative_error``."""
+    from weightlint.config.plans import QUANT_NAMES
+
+    if not isinstance(table, dict):
+        raise raw.error(where, "expected a mapping with a 'quant' table")
+    _check_keys(raw, table, ("quant",), where)
+    quant = table.get("quant") or {}
+    if not isinstance(quant, dict):
+        raise raw.error((*where, "quant"), f"expected a mapping of thresholds ({', '.join(QUANT_NAMES)})")
+    _check_keys(raw, quant, QUANT_NAMES, (*where, "quant"))
+    for name, value in quant.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise raw.error((*where, "quant", name), f"expected a number or null, got {value!r}")
+    return {name: None if value is None else float(value) for name, value in quant.items()}
 
 
 def _limits(raw: RawConfig, table: Any, where: tuple) -> "limits.Limits":

@@ -127,6 +127,7 @@ class Config:
     suppress: list[Suppression] = field(default_factory=list)
     baseline: str | None = None
     base_model: str | None = None  # the model a PEFT adapter applies to (--base-model)
+    plan_quant: dict[str, Any] = field(default_factory=dict)  # the configuration's ``plan: quant:`` table
     limits: Limits = DEFAULT_LIMITS
     # The configuration file this came from (None: none), and the fields the command line set,
     # which the file must not override.

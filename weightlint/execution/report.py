@@ -58,6 +58,8 @@ class Report:
     compared: dict[str, list[str]] | None = None
     # One entry per PEFT adapter checked: its configuration and what each module's update measures.
     adapters: list[dict[str, Any]] = field(default_factory=list)
+    # The plans asked for (``--plan`` / ``plans=``): name → QuantPlan or LowRankPlan.
+    plans: dict[str, Any] = field(default_factory=dict)
 
     @property
     def parameter_count(self) -> int:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 # Cheap groups every judged tensor reports, whatever rules ran (one pass over the data each).
 ALWAYS_COMPUTED = ("finite", "norms", "sparsity")
+# The plans a run can make, and the statistics group each needs.
+PLANS = {"quant": "quantization", "lowrank": "spectral"}
 
 
 def _sources_for(targets: Iterable[Any], architecture: bool = True) -> tuple[list[str], list[Source], list[str]]:
@@ -140,7 +142,7 @@ class Session:
 
     def __init__(self, targets: Sequence[Any], config: Config | None = None,
                  progress: Progress | None = None,
-                 config_file: "RawConfig | None" = None) -> None:
+                 config_file: "RawConfig | None" = None, plans: Sequence[str] = ()) -> None:
         from weightlint.config import file as configfile
 
         self.config = config or Config()
@@ -171,8 +173,13 @@ class Session:
         self.policy = FindingPolicy(self.config, command_line, self.rules, untrusted_config)
         if untrusted_config:
             self.context.pinned["WL002"] = command_line
+        unknown = [plan for plan in plans if plan not in PLANS]
+        if unknown:
+            raise UsageError(f"unknown plan {unknown[0]!r}: expected {' or '.join(PLANS)}")
+        self.plans = tuple(plans)
         self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
-            group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)))
+            group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)
+            + tuple(PLANS[plan] for plan in self.plans)))
         # The model skeleton from config.json — module types, layouts and ties for every rule, and
         # WL003–WL005 — unless the architecture plugin is blocked (`-p no:architecture`), which also
         # spares the import of transformers.
@@ -241,8 +248,17 @@ class Session:
             report.findings.extend(self._check_adapters(records, report))
         report.findings = self.policy.apply(report.findings, report)
         report.findings.sort(key=lambda f: f.sort_key)
+        if not report.interrupted:
+            report.plans = self._plans(report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _plans(self, report: Report) -> dict[str, Any]:
+        from weightlint.plans.lowrank import lowrank_plan
+        from weightlint.plans.quant import quant_plan
+
+        build = {"quant": quant_plan, "lowrank": lowrank_plan}
+        return {plan: build[plan](report) for plan in self.plans}
 
     def _check_adapters(self, records: list[TensorRecord], report: Report) -> list[Finding]:
         """Each PEFT adapter's pairs measured (its factors read again: adapters are small) and
@@ -303,6 +319,8 @@ class Session:
                 findings = self._call("weightlint_check_tensor", f"tensor {record.name}",
                                       [dict(tensor=record, stats=stats)])
                 computed = stats.computed()
+                if "lowrank" in self.plans and "spectral" in computed and computed["spectral"].get("sv_max"):
+                    computed["lowrank"] = self._low_rank(record, stats)
         except RuleError as error:
             if not error.builtin:
                 raise
@@ -312,6 +330,18 @@ class Session:
         finally:
             stats.release()
         return findings, computed, None
+
+    def _low_rank(self, record: TensorRecord, stats: TensorStats) -> dict[str, Any]:
+        """The smallest rank within WL401's ``max_relative_error`` for this matrix (the low-rank plan)."""
+        from weightlint.spectral import suggested_rank
+
+        rule = self.rules.get("WL401")
+        # The rule's option as configured (overrides for this tensor first), selected or not.
+        options = (self.context.options(rule, record) or self.config.rule_options(rule)) if rule else {}
+        bound = options.get("max_relative_error") or 0.1
+        rank, error = suggested_rank(stats.singular_values, bound)
+        return {"max_relative_error": bound, "suggested_rank": rank, "predicted_relative_error": error,
+                "stable_rank_ratio": stats.spectral.get("stable_rank_ratio")}
 
     def _call_builtin_safe(self, hook_name: str, where: str, kwargs: dict, file: str) -> list[Finding]:
         """One hook call; a built-in rule's failure becomes a WL008 finding on ``file``."""
@@ -347,12 +377,14 @@ class Session:
 def check(*targets: Any, config: Config | None = None, config_file: str | None = None, **settings: Any) -> Report:
     """Lint checkpoints from Python: paths, ``nn.Module`` objects or dicts of tensors.
 
+    ``plans=("quant", "lowrank")`` adds the plans to ``report.plans`` (:mod:`weightlint.plans`).
     ``settings`` are :class:`Config` fields (``fail_on="warning"``, ``device="cpu"`` …), which
     override ``config_file`` (a ``weightlint.yaml`` or ``pyproject.toml``; the API does not search
     for one unless told: pass ``config_file="auto"`` to discover it as the command line does).
     """
+    plans = settings.pop("plans", ())
     config, raw = _config_from(config, config_file, settings)
-    return Session(list(targets), config, config_file=raw).run()
+    return Session(list(targets), config, config_file=raw, plans=plans).run()
 
 
 def _config_from(config: Config | None, config_file: str | None, settings: dict[str, Any]) -> tuple[Config, Any]:
