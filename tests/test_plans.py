@@ -195,3 +195,31 @@ def test_the_command_line_writes_plans(checkpoint, tmp_path, capsys):
     assert main(["check", str(checkpoint), "--plan", "quantize"]) == weightlint.ExitCode.USAGE_ERROR
     assert "unknown plan 'quantize'" in capsys.readouterr().err
     assert main(["plan", "quant", str(checkpoint), "--emit", "gptq"]) == weightlint.ExitCode.USAGE_ERROR
+
+
+def test_module_names_of_conv1d_and_tied_weights(tmp_path):
+    """GPT-2: Conv1D modules keep their names, and the output head tied to the token embeddings
+    is planned with them (its weight is stored once)."""
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=300,
+                                                                 n_positions=32))
+    model.save_pretrained(tmp_path / "gpt2")
+    report = weightlint.check(str(tmp_path / "gpt2"), plans=("quant",), select=["WL0"])
+    entries = {entry.tensor: entry for entry in report.plans["quant"].decisions}
+    assert entries["transformer.h.0.attn.c_attn.weight"].module == "transformer.h.0.attn.c_attn"
+    assert entries["transformer.h.0.attn.c_attn.weight"].module_type == "Conv1D"
+    assert entries["transformer.wte.weight"].tied == ["lm_head"]
+    plan = report.plans["quant"]
+    decision = entries["transformer.wte.weight"].decision
+    assert "lm_head" in plan.modules(decision) and "transformer.wte" in plan.modules(decision)
+
+
+def test_the_guide_tiers_only_under_the_guide_profile():
+    rng = np.random.default_rng(0)
+    tensors = {"low.weight": (rng.standard_normal((256, 4)) @ rng.standard_normal((4, 256))).astype(np.float32)}
+    default = weightlint.check(tensors, plans=("lowrank",), select=["WL0"]).plans["lowrank"].to_json()
+    guide = weightlint.check(tensors, plans=("lowrank",), select=["WL0"], profile="guide").plans["lowrank"].to_json()
+    assert "guide_tier" not in default["matrices"][0]
+    assert guide["matrices"][0]["guide_tier"] == "LoRA rank 4" and guide["matrices"][0]["suggested_rank"] == 4
