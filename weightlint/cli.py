@@ -18,11 +18,14 @@ from weightlint._version import __version__
 from weightlint.exitcodes import ExitCode
 
 COMMANDS = ("check", "diff", "watch", "plan", "demo", "rules", "explain")
-FORMATS = ("text", "json", "junit", "sarif", "github", "markdown")
+FORMATS = ("text", "json", "junit", "sarif", "github", "markdown", "html")
 RULE_FORMATS = ("text", "json")
+# What the HTML report draws for every matrix, whatever rules are selected (reporters/html.py GROUPS).
+HTML_GROUPS = ("spectral", "quantization", "sketch")
 # Side outputs: written next to the main output, whatever its format (as pytest's --junitxml).
 SIDE_OUTPUTS = (("--junit-xml", "junit_xml", "junit"), ("--json", "json_file", "json"),
-                ("--sarif", "sarif_file", "sarif"), ("--markdown", "markdown_file", "markdown"))
+                ("--sarif", "sarif_file", "sarif"), ("--markdown", "markdown_file", "markdown"),
+                ("--html", "html_file", "html"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +54,8 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     side.add_argument("--junit-xml", "--junitxml", dest="junit_xml", metavar="FILE", help="also write JUnit XML to FILE")
     side.add_argument("--json", dest="json_file", metavar="FILE", help="also write the JSON report to FILE")
     side.add_argument("--sarif", dest="sarif_file", metavar="FILE", help="also write SARIF 2.1.0 to FILE")
+    side.add_argument("--html", dest="html_file", metavar="FILE",
+                      help="also write the HTML report to FILE (one self-contained page; plots with weightlint[html])")
     side.add_argument("--markdown", dest="markdown_file", metavar="FILE",
                       help="also write the Markdown summary to FILE (e.g. \"$GITHUB_STEP_SUMMARY\")")
     parser.add_argument("--profile", choices=("default", "guide"), default=None,
@@ -318,8 +323,10 @@ def run_check(args, targets: Sequence[str], compare_with: str | None = None, wat
         from weightlint.execution.session import Session
 
         progress = _Progress(enabled=not args.quiet and args.format == "text" and sys.stderr.isatty())
+        html = "html" in (args.format, *(fmt for _, fmt, _ in side_outputs))
         session = Session(list(targets), config, progress=progress, config_file=raw,
-                          plans=_split([args.plan]) if getattr(args, "plan", None) else ())
+                          plans=_split([args.plan]) if getattr(args, "plan", None) else (),
+                          extra_groups=HTML_GROUPS if html else ())
     report = session.run()
     if args.write_baseline:
         from weightlint.baseline import write_baseline

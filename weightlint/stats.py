@@ -27,7 +27,7 @@ def unit_roundoff(dtype: Any) -> float:
     return 2.0 ** -(mantissa_bits + 1)
 
 
-GROUPS = ("finite", "norms", "sparsity", "precision", "spectral", "dispersion", "quantization")
+GROUPS = ("finite", "norms", "sparsity", "precision", "spectral", "dispersion", "quantization", "sketch")
 # fp16's largest finite value is 65504; round-to-nearest sends |w| < 65520 (halfway to the next
 # step) to 65504 and |w| >= 65520 to Inf.
 FP16_INF_FROM = 65520.0
@@ -238,6 +238,14 @@ class TensorStats:
     def dispersion(self) -> dict[str, Any]:
         """Row and column energy dispersion against i.i.d. entries (weightlint/dispersion.py)."""
         return self._matrix_group(lambda: dispersion_group(self.matrix))
+
+    @cached_property
+    def sketch(self) -> dict[str, Any]:
+        """The HTML report's plot data (weightlint/sketches.py): computed when that report is asked for."""
+        from weightlint.sketches import sketch_group
+
+        values = self.values if isinstance(self.values, np.ndarray) else self.values.detach().cpu().numpy()
+        return self._matrix_group(lambda: sketch_group(self.singular_values, values))
 
     @cached_property
     def quantization(self) -> dict[str, Any]:

@@ -165,6 +165,7 @@ class Watch:
                         records=last.records, findings=[f for r in reports for f in r.findings], tensors=last.tensors,
                         rules=last.rules, config=last.config, device="cpu", seconds=seconds, mode="diff",
                         compared={"old": [checkpoints[0].path], "new": [checkpoints[-1].path]})
+        report.steps = self._steps()
         reading = "both files of each pair read" if self.exact else "each read once"
         report.notes = [f"compared {len(self.compared)} pairs of consecutive checkpoints ({reading}), steps "
                         f"{', '.join(str(c.step) for c in checkpoints)}", *self._first_alarms(), *self._trend()]
@@ -177,6 +178,24 @@ class Watch:
             for finding in report.findings:
                 first.setdefault(f"{finding.code} {finding.rule} ({finding.severity})", new)
         return [f"first {alarm}: {checkpoint.name} (step {checkpoint.step})" for alarm, checkpoint in first.items()]
+
+    def _steps(self) -> list[dict[str, Any]]:
+        """Per compared checkpoint: the median norm ratio of each layer group (weight matrices)."""
+        from statistics import median
+
+        from weightlint.roles import stack_role
+
+        steps = []
+        for _, new, report in self.compared:
+            groups: dict[str, list[float]] = {}
+            for name, entry in report.tensors.items():
+                ratio = entry.get("diff", {}).get("l2_norm_ratio")
+                if ratio is not None and len(entry.get("shape", ())) >= 2:
+                    role = stack_role(name)
+                    groups.setdefault(role[0] if role else name, []).append(ratio)
+            steps.append({"checkpoint": new.name, "step": new.step,
+                          "groups": {group: median(values) for group, values in sorted(groups.items())}})
+        return steps
 
     def _trend(self) -> list[str]:
         """Per layer group and step: the median and largest norm ratio, and with spectra the medians

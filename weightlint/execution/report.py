@@ -60,6 +60,8 @@ class Report:
     adapters: list[dict[str, Any]] = field(default_factory=list)
     # The plans asked for (``--plan`` / ``plans=``): name → QuantPlan or LowRankPlan.
     plans: dict[str, Any] = field(default_factory=dict)
+    # ``weightlint watch``: per checkpoint, the median norm ratio of each layer group.
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def parameter_count(self) -> int:

@@ -142,7 +142,8 @@ class Session:
 
     def __init__(self, targets: Sequence[Any], config: Config | None = None,
                  progress: Progress | None = None,
-                 config_file: "RawConfig | None" = None, plans: Sequence[str] = ()) -> None:
+                 config_file: "RawConfig | None" = None, plans: Sequence[str] = (),
+                 extra_groups: Sequence[str] = ()) -> None:
         from weightlint.config import file as configfile
 
         self.config = config or Config()
@@ -179,7 +180,7 @@ class Session:
         self.plans = tuple(plans)
         self.groups = tuple(dict.fromkeys(ALWAYS_COMPUTED + tuple(
             group for rule in self.rules.values() if self.config.may_select(rule) for group in rule.statistics)
-            + tuple(PLANS[plan] for plan in self.plans)))
+            + tuple(PLANS[plan] for plan in self.plans) + tuple(extra_groups)))
         # The model skeleton from config.json — module types, layouts and ties for every rule, and
         # WL003–WL005 — unless the architecture plugin is blocked (`-p no:architecture`), which also
         # spares the import of transformers.

@@ -1,14 +1,14 @@
 """Reporters only format a :class:`weightlint.Report`; none of them computes anything.
 
 ``text`` and ``json`` for people and scripts; ``junit``, ``sarif``, ``github`` and ``markdown`` for
-CI systems (docs/ci-integration.md).
+CI systems (docs/ci-integration.md); ``html`` for a reviewer (docs/html-report.md).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from weightlint.reporters import github, json_report, junit, markdown, sarif, text
+from weightlint.reporters import github, html, json_report, junit, markdown, sarif, text
 
 FORMATS: dict[str, Callable[..., str]] = {
     "text": text.render,
@@ -17,6 +17,7 @@ FORMATS: dict[str, Callable[..., str]] = {
     "sarif": sarif.render,
     "github": github.render,
     "markdown": markdown.render,
+    "html": html.render,
 }
 
 
