@@ -432,7 +432,7 @@ def test_same_findings_in_every_format(capsys, defects, broken):
 
 
 def test_every_format_is_registered():
-    assert set(FORMATS) == {"text", "json", "junit", "sarif", "github", "markdown"}
+    assert set(FORMATS) == {"text", "json", "junit", "sarif", "github", "markdown", "html"}
     assert set(cli.FORMATS) == set(FORMATS)
 
 
