@@ -138,3 +138,16 @@ def test_the_report_renders_in_a_real_chromium(browser, model, minilm, tmp_path)
     visible = page.locator("#tensors tbody tr:visible").count()
     assert 0 < visible < page.locator("#tensors tbody tr").count()
     page.close()
+
+
+def test_diff_reports_draw_the_change_across_depth(tmp_path):
+    rng = np.random.default_rng(0)
+    old = {f"h.{i}.mlp.weight": (rng.standard_normal((32, 32)) * 0.02).astype(np.float32) for i in range(4)}
+    new = {name: value * (20 if name == "h.2.mlp.weight" else 1.01) for name, value in old.items()}
+    save_file(old, str(tmp_path / "old.safetensors"))
+    save_file(new, str(tmp_path / "new.safetensors"))
+    assert main(["diff", str(tmp_path / "old.safetensors"), str(tmp_path / "new.safetensors"), "--format", "html",
+                 "-o", str(tmp_path / "diff.html"), "-q"]) == weightlint.ExitCode.FINDINGS
+    page = (tmp_path / "diff.html").read_text()
+    assert "<th>norm ratio</th>" in page and "weightlint diff report" in page
+    assert "WL701" in page and (not html_plots.available() or page.count("<svg") >= 2)

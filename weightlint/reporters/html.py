@@ -27,6 +27,11 @@ DEPTH_METRICS = (("condition number (log)", "spectral", "condition_number", True
                  ("int8 SQNR per channel (dB)", "quantization", "sqnr_db_per_channel", False),
                  ("L2 norm", "norms", "l2", False),
                  ("power-law α", "spectral", "alpha", False))
+# A diff's depth plots and columns: how each tensor changed.
+DIFF_METRICS = (("norm ratio ‖NEW‖/‖OLD‖", "diff", "l2_norm_ratio", False),
+                ("relative change ‖NEW−OLD‖/‖OLD‖ (log)", "diff", "relative_change", True))
+DIFF_COLUMNS = (("norm ratio", "diff", "l2_norm_ratio"), ("relative change", "diff", "relative_change"),
+                ("cosine", "diff", "cosine"), ("condition ratio", "diff", "condition_number_ratio"))
 COLUMNS = (("L2 norm", "norms", "l2"), ("condition", "spectral", "condition_number"),
            ("stable-rank ratio", "spectral", "stable_rank_ratio"), ("α", "spectral", "alpha"),
            ("SQNR/ch dB", "quantization", "sqnr_db_per_channel"), ("outliers %", "quantization", "extreme_outlier_percentage"))
@@ -172,7 +177,7 @@ def _heat_map(report, findings_by_tensor) -> str:
             findings = findings_by_tensor.get(name, [])
             worst = _worst(findings) or "none"
             entry = report.tensors[name]
-            tip = [name] + [f"{label}: {_number(entry.get(group, {}).get(key))}" for label, group, key in COLUMNS]
+            tip = [name] + [f"{label}: {_number(entry.get(group, {}).get(key))}" for label, group, key in _columns(report)]
             tip += [f"{f.code} {f.severity}: {f.message}" for f in findings]
             row.append(f'<td class="{worst}" title="{_e(chr(10).join(tip))}"></td>')
         rows.append("<tr>" + "".join(row) + "</tr>")
@@ -182,9 +187,13 @@ def _heat_map(report, findings_by_tensor) -> str:
             f'<table class="heat" id="heatmap">{head}{"".join(rows)}</table>')
 
 
+def _columns(report):
+    return DIFF_COLUMNS if report.mode == "diff" else COLUMNS
+
+
 def _depth_plots(report) -> str:
     plots = []
-    for title, group, key, log in DEPTH_METRICS:
+    for title, group, key, log in (DIFF_METRICS if report.mode == "diff" else DEPTH_METRICS):
         series: dict[str, list] = defaultdict(list)
         for role, depth, name in _placed(report):
             if len(report.tensors[name].get("shape", ())) < 2:
@@ -265,14 +274,14 @@ def _findings(report) -> str:
 
 def _table(report, findings_by_tensor) -> str:
     head = ("<tr><th class=\"name\">tensor</th><th>shape</th><th>dtype</th>"
-            + "".join(f"<th>{_e(label)}</th>" for label, _, _ in COLUMNS) + "<th>findings</th></tr>")
+            + "".join(f"<th>{_e(label)}</th>" for label, _, _ in _columns(report)) + "<th>findings</th></tr>")
     rows = []
     for name, entry in report.tensors.items():
         findings = findings_by_tensor.get(name, [])
         cells = [f'<td class="name" data-value="{_e(name)}">{_e(name)}</td>',
                  f'<td data-value="{_e(entry.get("numel", 0))}">{_e("×".join(str(s) for s in entry.get("shape", ())))}</td>',
                  f'<td data-value="{_e(entry.get("dtype", ""))}">{_e(entry.get("dtype", ""))}</td>']
-        for _, group, key in COLUMNS:
+        for _, group, key in _columns(report):
             value = entry.get(group, {}).get(key)
             sortable = value if isinstance(value, (int, float)) and value is not None and math.isfinite(value) else (
                 "1e308" if value == math.inf else "")
