@@ -71,8 +71,8 @@ def fake_quantize(weight, bits: int, per_channel: bool):
 APPLY = {"int8": (8, False), "int8-per-channel": (8, True), "int16": (16, False)}
 
 
-def quantized(model, decisions: dict[str, str]):
-    """A copy of the model with each named weight quantized as decided (fp16/special: cast to fp16)."""
+def edited(model, changes: dict):
+    """A copy of the model with each named weight replaced by ``change(weight)``."""
     import copy
 
     import torch
@@ -80,13 +80,15 @@ def quantized(model, decisions: dict[str, str]):
     result = copy.deepcopy(model)
     parameters = dict(result.named_parameters())
     with torch.no_grad():
-        for name, decision in decisions.items():
-            weight = parameters[name]
-            if decision in APPLY:
-                weight.copy_(fake_quantize(weight, *APPLY[decision]))
-            else:
-                weight.copy_(weight.half().float())
+        for name, change in changes.items():
+            parameters[name].copy_(change(parameters[name]))
     return result
+
+
+def quantized(model, decisions: dict[str, str]):
+    """Each named weight quantized as decided (fp16 and special: cast to fp16 and back)."""
+    return edited(model, {name: (lambda w, d=decision: fake_quantize(w, *APPLY[d])) if decision in APPLY
+                          else (lambda w: w.half().float()) for name, decision in decisions.items()})
 
 
 def bits(plan_decisions: dict[str, str], shapes: dict[str, tuple]) -> float:
@@ -110,18 +112,14 @@ def cosine_stats(reference: np.ndarray, other: np.ndarray) -> tuple[float, float
 
 
 def low_rank(model, ranks: dict[str, int]):
-    import copy
-
+    """Each named weight replaced by its truncated SVD at its rank."""
     import torch
 
-    result = copy.deepcopy(model)
-    parameters = dict(result.named_parameters())
-    with torch.no_grad():
-        for name, rank in ranks.items():
-            weight = parameters[name]
-            u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
-            weight.copy_((u[:, :rank] * s[:rank]) @ vh[:rank])
-    return result
+    def truncated(weight, rank):
+        u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
+        return (u[:, :rank] * s[:rank]) @ vh[:rank]
+
+    return edited(model, {name: (lambda w, r=rank: truncated(w, r)) for name, rank in ranks.items()})
 
 
 def output_errors(model, approximated, ranks: dict[str, int], batch) -> dict[str, float]:

@@ -58,9 +58,8 @@ def _left_to_row_concentration(pair, context) -> bool:
 @hookimpl
 def weightlint_check_adapter(adapter, context):
     findings = []
-    for pair in adapter.pairs:
-        measures, options = pair.measures, context.options(RULE, pair.record)
-        if options is None or options["min_ratio"] is None or not measures.get("norm"):
+    for pair, measures, options in adapter.judged(RULE, context):
+        if options["min_ratio"] is None or not measures.get("norm"):
             continue
         rank, declared = measures["rank"], pair.declared_rank
         if _left_to_row_concentration(pair, context):

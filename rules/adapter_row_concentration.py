@@ -49,9 +49,8 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_adapter(adapter, context):
     findings = []
-    for pair in adapter.pairs:
-        measures, options = pair.measures, context.options(RULE, pair.record)
-        if options is None or options["share"] is None or not measures.get("norm") or pair.embedding:
+    for pair, measures, options in adapter.judged(RULE, context):
+        if options["share"] is None or not measures.get("norm") or pair.embedding:
             continue
         if measures["rows"] < options["min_rows"] or measures["top_rows_share"] < options["share"]:
             continue

@@ -55,9 +55,8 @@ def weightlint_rules():
 @hookimpl
 def weightlint_check_adapter(adapter, context):
     findings = []
-    for pair in adapter.pairs:
-        measures, options = pair.measures, context.options(RULE, pair.record)
-        if options is None or "base_norm" not in measures:
+    for pair, measures, options in adapter.judged(RULE, context):
+        if "base_norm" not in measures:
             continue
         relative = measures["relative_norm"]
         if options["max_relative_norm"] is not None and relative > options["max_relative_norm"]:

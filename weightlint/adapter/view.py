@@ -30,6 +30,13 @@ class AdapterView:
     base: str | None = None  # the base model given with --base-model
     notes: list[str] = field(default_factory=list)
 
+    def judged(self, rule: Any, context: Any):
+        """(pair, its measures, the rule's options) for each measured pair the rule is selected for."""
+        for pair in self.pairs:
+            options = context.options(rule, pair.record) if pair.measures else None
+            if options is not None:
+                yield pair, pair.measures, options
+
     @property
     def folder(self) -> str:
         return os.path.dirname(self.config.path)
