@@ -85,7 +85,8 @@ def _pair_errors(adapter, context):
                 yield RULE.finding(f"{pair.module}: {have} without its {missing}: the pair is incomplete",
                                    tensor=pair.record, severity=Severity.ERROR, module=pair.module)
             continue
-        a_rank, b_rank = pair.a.shape[0], pair.b.shape[-1] if len(pair.b.shape) > 1 else None
+        # PEFT's factors: A (r, in[, k, k]) and B (out, r[, 1, 1]) for linear and convolution layers.
+        a_rank, b_rank = pair.a.shape[0], pair.b.shape[1] if len(pair.b.shape) > 1 else None
         if a_rank != b_rank:
             yield RULE.finding(f"{pair.module}: lora_A has {a_rank} rows but lora_B {b_rank} columns: the factors "
                                "do not multiply", tensor=pair.record, severity=Severity.ERROR, module=pair.module)

@@ -185,3 +185,55 @@ def test_a_broken_adapter_config_is_the_config_files_problem(trained, tmp_path, 
     assert main([str(folder), "-q"]) == weightlint.ExitCode.FINDINGS
     out = capsys.readouterr().out
     assert "WL001" in out and "adapter_config.json" in out and "not a usable adapter config" in out
+
+
+@pytest.mark.parametrize("field, value", [("rank_pattern", [1]), ("lora_alpha", 10 ** 400),
+                                          ("target_modules", "(unclosed"), ("alpha_pattern", {"[bad": 2})])
+def test_a_malformed_config_field_is_wl001_and_the_run_goes_on(trained, tmp_path, field, value, capsys):
+    folder = plant(trained[0], tmp_path / "variant", PLANTS[0], MODULE)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config[field] = value
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    other = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(4, 4)}, str(other))
+    assert main([str(folder), str(other), "-q"]) == weightlint.ExitCode.FINDINGS
+    out = capsys.readouterr().out
+    assert "WL001" in out and "not a usable adapter config" in out and "Traceback" not in out
+    assert "WL503" in out  # the other file was checked too
+
+
+def test_conv2d_lora_pairs_are_read_as_matrices(tmp_path):
+    """PEFT's convolution factors: A (r, in, k, k), B (out, r, 1, 1); the base weight (out, in, k, k)."""
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 16, 3)
+
+    torch.manual_seed(0)
+    base = Net()
+    from safetensors.torch import save_file
+
+    save_file({"conv.weight": base.conv.weight.detach() * 5, "conv.bias": base.conv.bias.detach()},
+              str(tmp_path / "base.safetensors"))
+    model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["conv"]))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.01)
+    model.save_pretrained(tmp_path / "adapter")
+    report = weightlint.check(str(tmp_path / "adapter"), base_model=str(tmp_path / "base.safetensors"))
+    assert found(report) == set()
+    measures = report.adapters[0]["modules"]["conv"]
+    assert list(measures["update_shape"]) == [16, 72] and measures["shape_matches"] and measures["rank"] == 4
+
+
+def test_lora_tensors_without_a_config_are_ordinary_tensors(trained, tmp_path):
+    """No adapter_config.json: no adapter rules, so the tensor rules judge the factors (a zero B is WL503)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(trained[0] / "adapter_model.safetensors")
+    tensors[f"{MODULE}.lora_B.weight"].zero_()
+    save_file(tensors, str(tmp_path / "bare.safetensors"))
+    assert ("WL503", f"{MODULE}.lora_B.weight", Severity.ERROR) in found(weightlint.check(str(tmp_path / "bare.safetensors")))

@@ -189,3 +189,13 @@ def test_tensors_read_in_chunks_equal_whole_tensors(tmp_path, dtype):
     assert from_chunks.checksum == from_whole.checksum
     np.testing.assert_array_equal(from_chunks.sample, from_whole.sample)
     assert from_chunks.l2 == pytest.approx(from_whole.l2, rel=1e-7)  # float32 products of 128 values
+
+
+def test_a_frozen_tensor_holding_nan_is_unchanged_in_the_summary():
+    rng = np.random.default_rng(0)
+    old = {"frozen.weight": rng.standard_normal((128, 64)).astype(np.float32)}
+    old["frozen.weight"][3, 3] = np.nan
+    report = summarized_diff(old, {"frozen.weight": old["frozen.weight"].copy()},
+                             rules={"WL705": {"frozen": ["frozen.*"]}})
+    assert report.tensors["frozen.weight"]["diff"]["changed"] is False
+    assert not [f for f in report.findings if f.code == "WL705"]

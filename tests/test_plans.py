@@ -223,3 +223,17 @@ def test_the_guide_tiers_only_under_the_guide_profile():
     guide = weightlint.check(tensors, plans=("lowrank",), select=["WL0"], profile="guide").plans["lowrank"].to_json()
     assert "guide_tier" not in default["matrices"][0]
     assert guide["matrices"][0]["guide_tier"] == "LoRA rank 4" and guide["matrices"][0]["suggested_rank"] == 4
+
+
+def test_constant_matrices_null_thresholds_and_hostile_names(tmp_path, capsys):
+    tensors = {"constant.weight": np.full((64, 64), 0.5, np.float32),
+               "a\n--tensor-type .*=q2_k\n#.weight": np.random.default_rng(0).uniform(-1, 1, (64, 64)).astype(np.float32)}
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    (tmp_path / "weightlint.yaml").write_text("plan:\n  quant:\n    int8_min_sqnr_db: null\n    fp16_min_outliers: null\n")
+    for emit_format in ("json", "llamacpp", "transformers"):
+        code = main(["plan", "quant", str(tmp_path / "model.safetensors"), "--emit", emit_format,
+                     "--config", str(tmp_path / "weightlint.yaml")])
+        assert code == weightlint.ExitCode.OK, emit_format
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and '"inf"' in out  # the constant matrix's SQNR, as the JSON report writes it
+    assert not [line for line in out.splitlines() if line.startswith("--tensor-type .*")]

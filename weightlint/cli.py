@@ -281,7 +281,9 @@ def run_plan(args) -> int:
     if args.emit == "text":
         text = render_plan(plan, report)
     elif args.plan == "lowrank":
-        text = json.dumps(plan.to_json(), indent=2, allow_nan=False) + "\n"
+        from weightlint.finding import json_safe
+
+        text = json.dumps(json_safe(plan.to_json()), indent=2, allow_nan=False) + "\n"
     else:
         text = emit(plan, args.emit, report)
     if args.output:

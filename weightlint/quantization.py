@@ -133,26 +133,43 @@ def decide(outliers: float, per_tensor: float | None, per_channel: float | None,
     from weightlint.config.plans import QUANT_PROFILES
 
     t = thresholds or QUANT_PROFILES[tree]
-    per_tensor = math.inf if per_tensor is None else per_tensor
-    per_channel = math.inf if per_channel is None else per_channel
+    # No SQNR (a constant matrix has no noise: inf; subnormals can give NaN): nothing to lose in int8.
+    per_tensor = math.inf if per_tensor is None or math.isnan(per_tensor) else per_tensor
+    per_channel = math.inf if per_channel is None or math.isnan(per_channel) else per_channel
     numbers = f"outliers {outliers:.3g}%, SQNR {per_tensor:.1f} dB per tensor, {per_channel:.1f} dB per channel"
+
+    def under(value: float, limit: float | None, strict: bool = True) -> bool:
+        """A requirement ``value < limit`` (≤ when not strict); a null limit requires nothing."""
+        return limit is None or (value < limit if strict else value <= limit)
+
+    def over(value: float, limit: float | None, strict: bool = True) -> bool:
+        """A requirement ``value > limit`` (≥ when not strict); a null limit requires nothing."""
+        return limit is None or (value > limit if strict else value >= limit)
+
+    def shown(limit: float | None) -> str:
+        return "off" if limit is None else f"{limit:g}"
+
     if t.special_outliers is not None and outliers > t.special_outliers:
-        return "special", f"{numbers}: outliers > {t.special_outliers:g}%, needs special handling (keep 16-bit)"
+        return "special", f"{numbers}: outliers > {shown(t.special_outliers)}%, needs special handling (keep 16-bit)"
     if tree == "guide":
-        if outliers < t.int8_max_outliers and per_tensor > t.int8_min_sqnr_db:
-            return "int8", f"{numbers}: < {t.int8_max_outliers:g}% and > {t.int8_min_sqnr_db:g} dB"
-        if outliers <= t.fp16_min_outliers and per_tensor >= t.per_channel_min_sqnr_db:
-            return "int8-per-channel", f"{numbers}: ≤ {t.fp16_min_outliers:g}% and ≥ {t.per_channel_min_sqnr_db:g} dB"
-        if outliers <= t.fp16_min_outliers:
-            return "int16", f"{numbers}: ≤ {t.fp16_min_outliers:g}% but < {t.per_channel_min_sqnr_db:g} dB"
-        return "fp16", f"{numbers}: > {t.fp16_min_outliers:g}%"
-    if per_channel < t.per_channel_min_sqnr_db:
-        if outliers > t.fp16_min_outliers:
-            return "fp16", f"{numbers}: per-channel int8 < {t.per_channel_min_sqnr_db:g} dB and > {t.fp16_min_outliers:g}% outliers"
-        return "int16", f"{numbers}: per-channel int8 < {t.per_channel_min_sqnr_db:g} dB, ≤ {t.fp16_min_outliers:g}% outliers"
-    if per_tensor >= t.int8_min_sqnr_db and outliers < t.int8_max_outliers:
-        return "int8", f"{numbers}: ≥ {t.int8_min_sqnr_db:g} dB per tensor and < {t.int8_max_outliers:g}% outliers"
-    return "int8-per-channel", f"{numbers}: per-channel int8 ≥ {t.per_channel_min_sqnr_db:g} dB"
+        if under(outliers, t.int8_max_outliers) and over(per_tensor, t.int8_min_sqnr_db):
+            return "int8", f"{numbers}: < {shown(t.int8_max_outliers)}% and > {shown(t.int8_min_sqnr_db)} dB"
+        if under(outliers, t.fp16_min_outliers, strict=False) and over(per_tensor, t.per_channel_min_sqnr_db, strict=False):
+            return "int8-per-channel", (f"{numbers}: ≤ {shown(t.fp16_min_outliers)}% and "
+                                        f"≥ {shown(t.per_channel_min_sqnr_db)} dB")
+        if under(outliers, t.fp16_min_outliers, strict=False):
+            return "int16", f"{numbers}: ≤ {shown(t.fp16_min_outliers)}% but < {shown(t.per_channel_min_sqnr_db)} dB"
+        return "fp16", f"{numbers}: > {shown(t.fp16_min_outliers)}%"
+    if not over(per_channel, t.per_channel_min_sqnr_db, strict=False):
+        if not under(outliers, t.fp16_min_outliers, strict=False):
+            return "fp16", (f"{numbers}: per-channel int8 < {shown(t.per_channel_min_sqnr_db)} dB and "
+                            f"> {shown(t.fp16_min_outliers)}% outliers")
+        return "int16", (f"{numbers}: per-channel int8 < {shown(t.per_channel_min_sqnr_db)} dB, "
+                         f"≤ {shown(t.fp16_min_outliers)}% outliers")
+    if over(per_tensor, t.int8_min_sqnr_db, strict=False) and under(outliers, t.int8_max_outliers):
+        return "int8", (f"{numbers}: ≥ {shown(t.int8_min_sqnr_db)} dB per tensor and "
+                        f"< {shown(t.int8_max_outliers)}% outliers")
+    return "int8-per-channel", f"{numbers}: per-channel int8 ≥ {shown(t.per_channel_min_sqnr_db)} dB"
 
 
 def quantization_group(matrix: Any, norms: dict[str, Any] | None = None,

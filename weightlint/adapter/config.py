@@ -86,7 +86,11 @@ def read_config(path: str) -> AdapterConfig:
         raise ValueError("adapter_config.json is not a JSON object")
     try:
         targets = raw.get("target_modules")
-        return AdapterConfig(
+        patterns = {name: raw.get(name) or {} for name in ("rank_pattern", "alpha_pattern")}
+        for name, pattern in patterns.items():
+            if not isinstance(pattern, dict):
+                raise ValueError(f"{name} is not a mapping of module patterns")
+        config = AdapterConfig(
             path=path,
             peft_type=str(raw.get("peft_type") or "LORA"),
             r=int(raw.get("r") or 8),
@@ -96,9 +100,16 @@ def read_config(path: str) -> AdapterConfig:
             fan_in_fan_out=bool(raw.get("fan_in_fan_out")),
             target_modules=targets if isinstance(targets, str) else [str(t) for t in targets or []],
             modules_to_save=[str(m) for m in raw.get("modules_to_save") or []],
-            rank_pattern={str(k): int(v) for k, v in (raw.get("rank_pattern") or {}).items()},
-            alpha_pattern={str(k): float(v) for k, v in (raw.get("alpha_pattern") or {}).items()},
+            rank_pattern={str(k): int(v) for k, v in patterns["rank_pattern"].items()},
+            alpha_pattern={str(k): float(v) for k, v in patterns["alpha_pattern"].items()},
             base_model=raw.get("base_model_name_or_path"),
         )
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"adapter_config.json has a field of the wrong type: {error}") from error
+        # Regexes from the file: compiled here, so that a broken one is the file's problem.
+        for pattern in [*config.rank_pattern, *config.alpha_pattern] + (
+                [config.target_modules] if isinstance(config.target_modules, str) else []):
+            re.compile(pattern)
+    except (TypeError, ValueError, OverflowError, AttributeError, re.error) as error:
+        raise ValueError(f"adapter_config.json has a field of the wrong type or value: {error}") from error
+    if not math.isfinite(config.lora_alpha) or config.r < 0:
+        raise ValueError("adapter_config.json: r must be a non-negative integer and lora_alpha a finite number")
+    return config

@@ -107,6 +107,9 @@ def as_float64(values: Any) -> np.ndarray:
 
 def measure(pair: LoraPair, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     """What the update ΔW = s·B·A does, from the factors (float64): rank, norms, row shares."""
+    if a.size == 0 or b.size == 0 or a.ndim < 2 or b.ndim < 2:
+        return {"finite": True, "inner_rank": a.shape[0] if a.ndim else 0, "a_zero": True, "b_zero": True,
+                "norm": 0.0, "rank": 0}
     a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return {"finite": False}

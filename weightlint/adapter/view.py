@@ -116,34 +116,43 @@ def build(source: Source, records: list[TensorRecord], config: AdapterConfig, pr
             problems.append(Problem("unreadable", pair.record.file, f"tensor data unreadable: {error}",
                                     tensor=pair.record.name))
             continue
-        pair.measures = measure(pair, a, b)
-        if base is not None and pair.measures.get("finite"):
-            pair.measures.update(_against_base(pair, a, b, base, config, problems))
+        try:  # one pair that defeats the arithmetic is that pair's WL008, not the adapter's
+            pair.measures = measure(pair, a, b)
+            if base is not None and pair.measures.get("finite"):
+                pair.measures.update(_against_base(pair, a, b, base, config, problems))
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
+            from weightlint.execution.errors import internal_problem
+
+            pair.measures = {}
+            problems.append(internal_problem(pair.record.file, error, tensor=pair.record.name))
     return view
 
 
 def _against_base(pair: LoraPair, a: np.ndarray, b: np.ndarray, base: BaseModel, config: AdapterConfig,
                   problems: list[Problem]) -> dict[str, Any]:
+    """The update against its base weight, both as matrices: (out, in), (out, in·k·k) for a
+    convolution, (vocabulary, dim) for an embedding, the base transposed for ``fan_in_fan_out``."""
     record = base.weight_of(pair.module)
     if record is None:
         return {"base_weight": None}
-    expected = (b.shape[0], a.shape[1])
+    expected = (b.shape[0], int(np.prod(a.shape[1:])))
     if pair.embedding:
         expected = expected[::-1]
-    base_shape = tuple(record.shape)
-    if config.fan_in_fan_out and not pair.embedding:
-        base_shape = base_shape[::-1]
-    result: dict[str, Any] = {"base_weight": record.name, "base_shape": tuple(record.shape), "update_shape": expected,
-                              "shape_matches": tuple(base_shape) == expected}
+    stored = tuple(record.shape)
+    as_matrix = (stored[0], int(np.prod(stored[1:]))) if len(stored) > 1 else stored
+    transposed = config.fan_in_fan_out and not pair.embedding
+    result: dict[str, Any] = {"base_weight": record.name, "base_shape": stored, "update_shape": expected,
+                              "shape_matches": (as_matrix[::-1] if transposed else as_matrix) == expected}
     if not result["shape_matches"]:
         return result
     try:
-        weight = as_float64(record.load()).reshape(record.shape)
+        weight = as_float64(record.load()).reshape(as_matrix)
     except Exception as error:
         problems.append(Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name))
         return result
-    if config.fan_in_fan_out and not pair.embedding:
-        weight = weight.T
+    if not np.isfinite(weight).all():
+        return result  # the base's own NaN/Inf: a finding of the base's check, nothing to compare with
+    weight = weight.T if transposed else weight
     delta = dense_update(pair, a, b)
     weight_norm = float(np.linalg.norm(weight))
     result["base_norm"] = weight_norm
@@ -151,11 +160,11 @@ def _against_base(pair: LoraPair, a: np.ndarray, b: np.ndarray, base: BaseModel,
     merged = weight + delta
     if pair.magnitude is not None:
         magnitude = as_float64(pair.magnitude.load()).reshape(-1)
-        row_norms = np.linalg.norm(merged, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = magnitude / row_norms
-        result["dora_scale_range"] = (float(np.nanmin(ratios)), float(np.nanmax(ratios)))
-    if max(weight.shape) <= CONDITION_MAX_SIDE and weight.ndim == 2:
+        if magnitude.size == merged.shape[0]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios = magnitude / np.linalg.norm(merged, axis=1)
+            result["dora_scale_range"] = (float(np.nanmin(ratios)), float(np.nanmax(ratios)))
+    if max(weight.shape) <= CONDITION_MAX_SIDE:
         result["base_condition_number"] = _condition(weight)
         result["merged_condition_number"] = _condition(merged)
     return result

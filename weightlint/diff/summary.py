@@ -111,7 +111,8 @@ def compare(old: TensorSummary, new: TensorSummary) -> dict[str, Any]:
     ``changed`` is exact. The norms, their ratio and finiteness are always exact.
     """
     numel = new.record.numel
-    identical = old.checksum == new.checksum and np.array_equal(old.sample, new.sample)
+    # Equal bytes (NaN payloads included): the checksums agree, and NaN equals NaN in the sample.
+    identical = old.checksum == new.checksum and np.array_equal(old.sample, new.sample, equal_nan=True)
     if not (old.finite and new.finite):
         stats = not_finite(new.finite)
     elif numel <= SAMPLE:  # the sample is the whole tensor
@@ -125,7 +126,7 @@ def compare(old: TensorSummary, new: TensorSummary) -> dict[str, Any]:
     if old.condition_number is not None and new.condition_number is not None:
         stats.update(old_condition_number=old.condition_number, new_condition_number=new.condition_number,
                      condition_number_ratio=new.condition_number / old.condition_number
-                     if old.condition_number else None)
+                     if old.condition_number and math.isfinite(old.condition_number) else None)
     if new.stable_rank is not None:
         stats.update(old_stable_rank=old.stable_rank, new_stable_rank=new.stable_rank)
     return stats

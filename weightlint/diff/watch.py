@@ -63,9 +63,13 @@ def discover(paths: Sequence[str]) -> list[Checkpoint]:
 
 
 def _size(path: str) -> int:
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+    """Bytes on disk now (0 for a checkpoint deleted meanwhile, as ``save_total_limit`` does)."""
+    try:
+        if os.path.isfile(path):
+            return os.path.getsize(path)
+        return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+    except FileNotFoundError:
+        return 0
 
 
 def complete(checkpoints: list[Checkpoint], settle_seconds: float) -> list[Checkpoint]:
@@ -97,7 +101,8 @@ class Watch:
     Each checkpoint is read once: the first is checked for broken files and NaN/Inf and summarized,
     every later one is compared with the summary of the one before (:mod:`weightlint.diff.summary`),
     so a checkpoint deleted since (``save_total_limit``) still counts. ``exact`` reads both files of
-    each pair instead (every checkpoint but the first and last twice) for an exact relative change.
+    each pair instead (every checkpoint but the first and last twice) for an exact relative change;
+    a checkpoint deleted before its successor was read then ends the comparison chain (a note says so).
     ``on_checkpoint`` is called with each checkpoint and its report as soon as it is linted.
     """
 
@@ -107,9 +112,10 @@ class Watch:
         self.paths, self.config, self.config_file = list(paths), config, config_file
         self.spectra, self.follow, self.timeout, self.poll_seconds = spectra, follow, timeout, poll_seconds
         self.exact, self.on_checkpoint = exact, on_checkpoint
-        self.first: tuple[Checkpoint, Report] | None = None
+        self.screened: list[tuple[Checkpoint, Report]] = []  # checkpoints checked alone (the first)
         self.compared: list[tuple[Checkpoint, Checkpoint, Report]] = []
         self.summary: Any = None  # the CheckpointSummary of the last checkpoint linted
+        self.notes: list[str] = []
 
     def run(self) -> Report:
         from weightlint.execution.errors import UsageError
@@ -143,11 +149,15 @@ class Watch:
 
         from weightlint.diff.engine import DiffSession, SummarySession, screening
 
+        if previous is not None and self.exact and not os.path.exists(previous.path):
+            self.notes.append(f"{previous.name} was deleted before {checkpoint.name} was read (--exact needs both "
+                              "files): compared from the next checkpoint on")
+            previous = None
         if previous is None:
             session = SummarySession([checkpoint.path], screening(self.config), config_file=self.config_file,
                                      spectra=self.spectra)
             report = session.run()
-            self.first = (checkpoint, report)
+            self.screened.append((checkpoint, report))
         else:
             old = [previous.path] if self.exact else self.summary
             session = DiffSession(old, [checkpoint.path], copy.deepcopy(self.config), config_file=self.config_file,
@@ -160,7 +170,7 @@ class Watch:
 
     def _merged(self, checkpoints: list[Checkpoint], seconds: float) -> Report:
         last = self.compared[-1][2]
-        reports = [self.first[1]] + [report for _, _, report in self.compared]
+        reports = [report for _, report in self.screened] + [report for _, _, report in self.compared]
         report = Report(paths=[c.path for c in checkpoints], sources=[s for r in reports for s in r.sources],
                         records=last.records, findings=[f for r in reports for f in r.findings], tensors=last.tensors,
                         rules=last.rules, config=last.config, device="cpu", seconds=seconds, mode="diff",
@@ -168,13 +178,14 @@ class Watch:
         report.steps = self._steps()
         reading = "both files of each pair read" if self.exact else "each read once"
         report.notes = [f"compared {len(self.compared)} pairs of consecutive checkpoints ({reading}), steps "
-                        f"{', '.join(str(c.step) for c in checkpoints)}", *self._first_alarms(), *self._trend()]
+                        f"{', '.join(str(c.step) for c in checkpoints)}", *self.notes, *self._first_alarms(),
+                        *self._trend()]
         report.findings.sort(key=lambda f: f.sort_key)
         return report
 
     def _first_alarms(self) -> list[str]:
         first: dict[str, Checkpoint] = {}
-        for _, new, report in [(None, *self.first), *self.compared]:
+        for _, new, report in [(None, *screened) for screened in self.screened] + self.compared:
             for finding in report.findings:
                 first.setdefault(f"{finding.code} {finding.rule} ({finding.severity})", new)
         return [f"first {alarm}: {checkpoint.name} (step {checkpoint.step})" for alarm, checkpoint in first.items()]

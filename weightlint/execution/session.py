@@ -206,8 +206,8 @@ class Session:
                 for item in source.items():
                     if isinstance(item, TensorRecord):
                         item.metadata.setdefault("source", source.path)
-                        factor = part_of(item.name)
-                        if factor is not None:
+                        factor = part_of(item.name) if source.adapter is not None else None
+                        if factor is not None:  # a LoRA factor the adapter rules judge as a pair
                             item.metadata["adapter_part"] = factor[1]
                         records.append(item)
                     else:
@@ -337,9 +337,10 @@ class Session:
         from weightlint.spectral import suggested_rank
 
         rule = self.rules.get("WL401")
-        # The rule's option as configured (overrides for this tensor first), selected or not.
-        options = (self.context.options(rule, record) or self.config.rule_options(rule)) if rule else {}
-        bound = options.get("max_relative_error") or 0.1
+        # The rule's option as configured for this tensor (overrides applied), selected or not.
+        options = self.config.for_tensor(record.name, record.file, self.rules).rule_options(rule) if rule else {}
+        bound = options.get("max_relative_error")
+        bound = 0.1 if bound is None else bound
         rank, error = suggested_rank(stats.singular_values, bound)
         return {"max_relative_error": bound, "suggested_rank": rank, "predicted_relative_error": error,
                 "stable_rank_ratio": stats.spectral.get("stable_rank_ratio")}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 
+from weightlint.finding import json_safe
 from weightlint.plans.quant import QuantPlan
 
 FORMATS = ("json", "transformers", "llmcompressor", "torchao", "llamacpp")
@@ -28,7 +29,7 @@ GGUF_TYPES = {"int8": "q8_0", "int8-per-channel": "q8_0", "int16": "f16", "fp16"
 def emit(plan: QuantPlan, fmt: str, report=None) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown --emit format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    return {"json": lambda: json.dumps(plan.to_json(), indent=2, allow_nan=False) + "\n",
+    return {"json": lambda: json.dumps(json_safe(plan.to_json()), indent=2, allow_nan=False) + "\n",
             "transformers": lambda: transformers(plan), "llmcompressor": lambda: llmcompressor(plan),
             "torchao": lambda: torchao(plan), "llamacpp": lambda: llamacpp(plan, report)}[fmt]()
 
@@ -92,12 +93,13 @@ def llamacpp(plan: QuantPlan, report=None) -> str:
     missing = []
     for entry in plan.decisions:
         name = names.get(entry.tensor)
-        if name is None:
-            missing.append(entry.tensor)
+        if name is None or not name.isprintable():  # a line break in a name must not make a line
+            missing.append(repr(entry.tensor) if not entry.tensor.isprintable() else entry.tensor)
             continue
         lines.append(f"--tensor-type {re.escape(name)}={GGUF_TYPES[entry.decision]}")
     if missing:
-        lines.append(f"# no GGUF name for {len(missing)} tensor(s): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+        listed = ", ".join(name if name.isprintable() else repr(name) for name in missing[:5])
+        lines.append(f"# no GGUF name for {len(missing)} tensor(s): {listed}{' …' if len(missing) > 5 else ''}")
     return "\n".join(lines) + "\n"
 
 

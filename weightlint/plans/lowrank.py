@@ -20,6 +20,7 @@ class LowRankEntry:
     suggested_rank: int
     predicted_relative_error: float
     stable_rank_ratio: float | None
+    max_relative_error: float = 0.1
     module_type: str | None = None
     guide_tier: str | None = None
 
@@ -39,6 +40,7 @@ class LowRankEntry:
     def describe(self) -> dict[str, Any]:
         saved = self.parameters_saved
         return {"tensor": self.tensor, "module": self.module, "shape": list(self.shape),
+                "max_relative_error": self.max_relative_error,
                 "suggested_rank": self.suggested_rank, "predicted_relative_error": self.predicted_relative_error,
                 "parameters": self.parameters, "parameters_at_rank": self.parameters_at_rank,
                 "parameters_saved": saved,
@@ -66,19 +68,20 @@ class LowRankPlan:
 
 
 def lowrank_plan(report) -> LowRankPlan:
-    """The plan from a report whose matrices carry the ``lowrank`` statistics (see Session)."""
+    """The plan from a report whose matrices carry the ``lowrank`` statistics (see Session); the
+    plan's bound is WL401's configured one (an override may set another for some matrices)."""
     entries = []
-    bound = None
+    rule = report.rules.get("WL401")
+    bound = report.config.rule_options(rule).get("max_relative_error") if rule else None
     for record in report.records:
         stats = report.tensors.get(record.name, {}).get("lowrank")
         if not stats or not record.is_matrix:
             continue
-        bound = stats["max_relative_error"]
         ratio = stats.get("stable_rank_ratio")
         tier = None
         if report.config.profile == "guide" and ratio is not None:
             tier = next((advice for limit, advice in GUIDE_TIERS if ratio < limit), None)
         entries.append(LowRankEntry(record.name, module_of(record), tuple(record.matrix_shape),
                                     stats["suggested_rank"], stats["predicted_relative_error"], ratio,
-                                    record.metadata.get("module_type"), tier))
+                                    stats["max_relative_error"], record.metadata.get("module_type"), tier))
     return LowRankPlan(bound if bound is not None else 0.1, report.config.profile, entries)

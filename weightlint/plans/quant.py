@@ -27,6 +27,7 @@ class QuantDecision:
     outliers: float
     sqnr_db: float | None
     sqnr_db_per_channel: float | None
+    rows: int = 1  # output channels (a Conv1D stores them as its second dimension)
 
     @property
     def parameters(self) -> int:
@@ -42,7 +43,7 @@ class QuantDecision:
     @property
     def bits_per_weight(self) -> float:
         """Storage per weight: 8 bits plus a float32 scale per tensor (per output row per channel)."""
-        rows = self.shape[0] if self.shape else 1
+        rows = self.rows
         if self.decision == "int8":
             return 8 + 32 / self.parameters
         if self.decision == "int8-per-channel":
@@ -119,5 +120,6 @@ def quant_plan(report) -> QuantPlan:
                 for name in record.metadata.get("tied_with", ())]
         plan.decisions.append(QuantDecision(record.name, module_of(record), tied, tuple(record.shape),
                                             record.metadata.get("module_type"), decision, reason, outliers,
-                                            stats.get("sqnr_db"), stats.get("sqnr_db_per_channel")))
+                                            stats.get("sqnr_db"), stats.get("sqnr_db_per_channel"),
+                                            record.matrix_shape[0]))
     return plan

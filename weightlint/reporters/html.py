@@ -57,9 +57,9 @@ input#filter{width:20em;padding:.3em;margin:.3em 0}.note{background:#fff8e1;padd
 """
 
 SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach(function(th, column){
+document.querySelectorAll('table.sortable thead th').forEach(function(th){
   th.addEventListener('click', function(){
-    var table = th.closest('table'), body = table.tBodies[0];
+    var table = th.closest('table'), body = table.tBodies[0], column = th.cellIndex;
     var rows = Array.prototype.slice.call(body.rows);
     var ascending = th.getAttribute('data-order') !== 'asc';
     table.querySelectorAll('th').forEach(function(other){ other.removeAttribute('data-order'); });
@@ -218,12 +218,14 @@ def _steps(report) -> str:
         for group, ratio in step["groups"].items():
             series[group].append((step["step"], ratio))
     svg = html_plots.step_plot(dict(series))
-    rows = "".join(f"<tr><td>{_e(step['checkpoint'])}</td><td>{step['step']}</td>"
-                   + "".join(f"<td>{_number(step['groups'].get(group))}</td>" for group in series) + "</tr>"
+    rows = "".join(f'<tr><td class="name" data-value="{_e(step["checkpoint"])}">{_e(step["checkpoint"])}</td>'
+                   f'<td data-value="{step["step"]}">{step["step"]}</td>'
+                   + "".join(f'<td data-value="{_e(step["groups"].get(group, ""))}">{_number(step["groups"].get(group))}</td>'
+                             for group in series) + "</tr>"
                    for step in report.steps)
     head = "<tr><th>checkpoint</th><th>step</th>" + "".join(f"<th>{_e(group)}</th>" for group in series) + "</tr>"
     return (f"<h2>Norm ratio over checkpoints</h2>{'<div class=plots>' + svg + '</div>' if svg else ''}"
-            f'<table class="sortable">{head}<tbody>{rows}</tbody></table>')
+            f'<table class="sortable" id="steps"><thead>{head}</thead><tbody>{rows}</tbody></table>')
 
 
 def _sibling(report, name: str, findings_by_tensor) -> str | None:

@@ -22,40 +22,52 @@ def available() -> bool:
 
 
 _FIGURES = iter(range(1 << 30))
+STYLE = {"svg.fonttype": "path", "font.size": 8, "axes.titlesize": 9}
 
 
-def _style():
-    """matplotlib, headless; each figure's clip-path ids salted apart (several SVGs share one page)."""
-    import matplotlib
+def _styled(draw):
+    """Run a plotting function under the report's style, restored afterwards (``rc_context``)."""
+    import functools
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        if not available():
+            return None
+        import matplotlib
 
-    plt.rcParams.update({"svg.fonttype": "path", "font.size": 8, "axes.titlesize": 9,
-                         "svg.hashsalt": f"weightlint-{next(_FIGURES)}"})
-    return plt
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 
-def _figure(width: float, height: float):
-    return _style().subplots(figsize=(width, height))
+def _figure(width: float, height: float, rows: int = 1, columns: int = 1):
+    """A matplotlib ``Figure`` of its own: no pyplot, no backend switch, no global state touched
+    (a notebook calling the API keeps its own settings)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    return figure, [figure.add_subplot(rows, columns, index + 1) for index in range(rows * columns)]
 
 
 def _svg(figure) -> str:
-    import matplotlib.pyplot as plt
+    """The figure as an ``<svg>`` element, its clip-path ids salted apart (several share a page)."""
+    import matplotlib
 
     buffer = io.StringIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(figure)
+    with matplotlib.rc_context({"svg.hashsalt": f"weightlint-{next(_FIGURES)}"}):
+        figure.tight_layout()
+        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     return text[text.index("<svg"):]
 
 
+@_styled
 def depth_plot(title: str, series: dict[str, list[tuple[int, float]]], log: bool = False) -> str | None:
     """One line per role across depth."""
-    if not available() or not series:
+    if not series:
         return None
-    figure, axes = _figure(5.2, 2.6)
+    figure, (axes,) = _figure(5.2, 2.6)
     for role, points in series.items():
         points = sorted(p for p in points if p[1] is not None and math.isfinite(p[1]) and (p[1] > 0 or not log))
         if points:
@@ -72,15 +84,12 @@ def depth_plot(title: str, series: dict[str, list[tuple[int, float]]], log: bool
     return _svg(figure)
 
 
+@_styled
 def tensor_plot(name: str, flagged: dict[str, Any], sibling_name: str | None, sibling: dict[str, Any] | None,
                 severity: str) -> str | None:
     """A flagged tensor's ESD (log-log, with its power-law fit) and value histogram, beside a
     healthy sibling's."""
-    if not available():
-        return None
-    matplotlib_figure = _style().figure(figsize=(7.2, 2.6))
-    esd_axes = matplotlib_figure.add_subplot(1, 2, 1)
-    histogram_axes = matplotlib_figure.add_subplot(1, 2, 2)
+    figure, (esd_axes, histogram_axes) = _figure(7.2, 2.6, columns=2)
     color = SEVERITY_COLORS.get(severity, "#c62828")
     for label, stats, line_color in ((name, flagged, color), (sibling_name, sibling, SEVERITY_COLORS[None])):
         if not stats:
@@ -114,14 +123,15 @@ def tensor_plot(name: str, flagged: dict[str, Any], sibling_name: str | None, si
     histogram_axes.set_yscale("log")
     histogram_axes.set_title("values (central 99.8%)")
     histogram_axes.legend(fontsize=6, frameon=False)
-    return _svg(matplotlib_figure)
+    return _svg(figure)
 
 
+@_styled
 def step_plot(series: dict[str, list[tuple[int, float]]]) -> str | None:
     """``watch``: the median norm ratio of each layer group at each checkpoint."""
-    if not available() or not series:
+    if not series:
         return None
-    figure, axes = _figure(5.2, 2.6)
+    figure, (axes,) = _figure(5.2, 2.6)
     for group, points in series.items():
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=2.5, linewidth=1,
                   label=_short(group))
