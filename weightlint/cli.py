@@ -69,6 +69,11 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                         help="tensors checked in parallel (default: one per two cores, 2 on CUDA; the cores' "
                              "BLAS threads are shared out among the jobs)")
+    parser.add_argument("--executor", choices=("local", "ray"), default=None,
+                        help="where the per-tensor work runs: local (default) or ray (a Ray cluster, one task per "
+                             "file; pip install \"weightlint[ray]\")")
+    parser.add_argument("--ray-address", metavar="ADDR", default=None,
+                        help="the Ray cluster to use (default: $RAY_ADDRESS, else 'local', a cluster on this machine)")
     parser.add_argument("--config", metavar="FILE",
                         help="configuration file (default: the nearest weightlint.yaml, .weightlint.yaml or "
                              "pyproject.toml [tool.weightlint] from the working directory upwards)")
@@ -192,7 +197,8 @@ def _config(args):
 
     config = Config(plugins=list(args.plugins))
     given = {"fail_on": args.fail_on, "device": args.device, "exit_zero": args.exit_zero, "baseline": args.baseline,
-             "base_model": getattr(args, "base_model", None),
+             "base_model": getattr(args, "base_model", None), "executor": getattr(args, "executor", None),
+             "ray_address": getattr(args, "ray_address", None),
              "jobs": args.jobs, "profile": args.profile}
     for name, value in given.items():
         if value is not None:

@@ -128,6 +128,8 @@ class Config:
     baseline: str | None = None
     base_model: str | None = None  # the model a PEFT adapter applies to (--base-model)
     plan_quant: dict[str, Any] = field(default_factory=dict)  # the configuration's ``plan: quant:`` table
+    executor: str = "local"  # "ray": the per-tensor work on a Ray cluster (weightlint/execution/ray_executor.py)
+    ray_address: str | None = None  # a cluster's address; None: RAY_ADDRESS, else a local cluster
     limits: Limits = DEFAULT_LIMITS
     # The configuration file this came from (None: none), and the fields the command line set,
     # which the file must not override.

@@ -188,6 +188,20 @@ class Session:
         with limits.using(self.config.limits):
             self.paths, self.sources, self.notes = _sources_for(targets, architecture)
         self.stream = TensorStream(self._check_tensor, self.jobs, self.cores, self.device, progress)
+        if self.config.executor == "ray":
+            self.stream = self._ray_stream(command_line, config_file, progress)
+
+    def _ray_stream(self, command_line: Config, config_file: Any, progress: Progress | None) -> Any:
+        """The per-tensor work on Ray: workers build this session from the same settings."""
+        import uuid
+
+        from weightlint.execution.ray_executor import RayExecutor
+
+        worker_config = copy.deepcopy(command_line)
+        worker_config.executor = "local"
+        spec = {"run": uuid.uuid4().hex, "config": worker_config, "config_file": config_file,
+                "groups": self.groups, "plans": self.plans}
+        return RayExecutor(spec, self.config.ray_address, local=self.stream, progress=progress)
 
     def run(self) -> Report:
         with limits.using(self.config.limits):
