@@ -19,7 +19,8 @@ import numpy as np
 
 from weightlint.config import Config, limits
 from weightlint.diff.measures import change_statistics, chunked_change_statistics
-from weightlint.diff.summary import CheckpointSummary, TensorSummary, compare, summarize, summarize_chunks
+from weightlint.diff.summary import (CheckpointSummary, TensorSummary, compare, spectra_of, spectral_change, summarize,
+                                     summarize_chunks)
 from weightlint.execution.report import Report
 from weightlint.execution.session import Session, _in_natural_order, _sources_for
 from weightlint.finding import Finding
@@ -142,10 +143,7 @@ class DiffSession(Session):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 stats = change_statistics(np.asarray(old_values), np.asarray(new_values))
                 if whole and stats["finite"]:
-                    old_summary, new_summary = (summarize(record, values, spectra=True)
-                                                for record, values in ((old, old_values), (new, new_values)))
-                    stats.update({key: value for key, value in compare(old_summary, new_summary).items()
-                                  if "condition_number" in key or "stable_rank" in key})
+                    stats.update(spectral_change(spectra_of(old, old_values), spectra_of(new, new_values)))
             del old_values, new_values
             yield TensorPair(old, new, stats)
 

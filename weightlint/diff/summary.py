@@ -77,13 +77,30 @@ def summarize(record: TensorRecord, values: Any, spectra: bool = False) -> Tenso
     flat = np.ascontiguousarray(values).reshape(-1)
     summary = summarize_chunks(record, [flat])
     if spectra and summary.finite and record.is_matrix:
-        from weightlint.stats import TensorStats
-
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            spectral = TensorStats(record, "cpu", values=values).spectral
-        summary.condition_number = spectral.get("condition_number")
-        summary.stable_rank = spectral.get("stable_rank")
+        summary.condition_number, summary.stable_rank = spectra_of(record, values)
     return summary
+
+
+def spectra_of(record: TensorRecord, values: Any) -> tuple[float | None, float | None]:
+    """The condition number and stable rank of a matrix (one SVD, the statistics' own)."""
+    from weightlint.stats import TensorStats
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        spectral = TensorStats(record, "cpu", values=values).spectral
+    return spectral.get("condition_number"), spectral.get("stable_rank")
+
+
+def spectral_change(old: tuple[float | None, float | None], new: tuple[float | None, float | None]) -> dict[str, Any]:
+    """The change statistics of two (condition number, stable rank) pairs."""
+    (old_condition, old_stable), (new_condition, new_stable) = old, new
+    stats: dict[str, Any] = {}
+    if old_condition is not None and new_condition is not None:
+        stats.update(old_condition_number=old_condition, new_condition_number=new_condition,
+                     condition_number_ratio=new_condition / old_condition
+                     if old_condition and math.isfinite(old_condition) else None)
+    if new_stable is not None:
+        stats.update(old_stable_rank=old_stable, new_stable_rank=new_stable)
+    return stats
 
 
 def summarize_chunks(record: TensorRecord, chunks: Iterable[np.ndarray]) -> TensorSummary:
@@ -123,10 +140,5 @@ def compare(old: TensorSummary, new: TensorSummary) -> dict[str, Any]:
         stats = from_norms(old.l2, new.l2, change_l2)
         stats["estimated"] = not identical
     stats["changed"] = not identical
-    if old.condition_number is not None and new.condition_number is not None:
-        stats.update(old_condition_number=old.condition_number, new_condition_number=new.condition_number,
-                     condition_number_ratio=new.condition_number / old.condition_number
-                     if old.condition_number and math.isfinite(old.condition_number) else None)
-    if new.stable_rank is not None:
-        stats.update(old_stable_rank=old.stable_rank, new_stable_rank=new.stable_rank)
+    stats.update(spectral_change((old.condition_number, old.stable_rank), (new.condition_number, new.stable_rank)))
     return stats

@@ -17,6 +17,7 @@ from typing import Any
 
 from weightlint._version import __version__
 from weightlint.finding import Severity
+from weightlint.formatting import number
 from weightlint.reporters import html_plots
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -108,15 +109,8 @@ def _e(value: Any) -> str:
 
 
 def _number(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "∞"
-        if math.isnan(value):
-            return "NaN"
-        return f"{value:.4g}"
-    return str(value)
+    """A statistic as the text report writes it (anything that is not a number as itself)."""
+    return number(value) if value is None or isinstance(value, (int, float)) else str(value)
 
 
 def _worst(findings) -> str | None:
