@@ -222,3 +222,39 @@ def test_int8_advice_is_not_given_for_tensors_already_stored_quantized(tmp_path)
     report = weightlint.check(write_gguf(str(tmp_path / "m.gguf"), tensors), select=["WL201", "WL202"])
     assert {(f.code, f.tensor) for f in report.findings} == {
         ("WL201", "blk.0.ffn_up.weight"), ("WL202", "blk.0.ffn_up.weight")}
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 5, 1000])
+def test_chunks_equal_the_whole_tensor_for_every_storage_type(rows_per_chunk):
+    """Giant tensors are read in chunks of whole rows (weightlint/stats/blocked.py): float types
+    decoded as they are stored, quantized ones dequantized a few rows at a time."""
+    path = write_gguf("tiny.gguf")
+    source = resolve(path)[0]
+    for record in source.items():
+        assert record.chunks is not None, record.name
+        columns = record.shape[-1]
+        pieces = [chunk.copy() for chunk in record.chunks(rows_per_chunk * columns)]
+        assert all(piece.size <= max(rows_per_chunk, 1) * columns for piece in pieces)
+        np.testing.assert_array_equal(np.concatenate(pieces).reshape(record.shape), record.load(), err_msg=record.name)
+
+
+def test_a_giant_quantized_tensor_is_checked_in_blocks_with_the_same_statistics(monkeypatch):
+    import weightlint.stats.blocked as blocked
+
+    tensors = {"token_embd.weight": (values(2048, 256, 9), QuantType.Q8_0)}
+    path = write_gguf("giant.gguf", tensors)
+    whole = check(path, select=["ALL"]).tensors["token_embd.weight"]
+    monkeypatch.setattr(blocked, "WHOLE_TENSOR_VALUES", 1 << 16)
+    monkeypatch.setattr(blocked, "BLOCK_VALUES", 1 << 16)
+    from weightlint.stats import TensorStats
+
+    loads = []
+    original = TensorStats.load_values
+    monkeypatch.setattr(TensorStats, "load_values",
+                        staticmethod(lambda record, device="cpu": loads.append(record.name) or original(record, device)))
+    parts = check(path, select=["ALL"]).tensors["token_embd.weight"]
+    assert loads == []  # never loaded whole
+    assert parts["quantization"] == whole["quantization"]
+    assert parts["sparsity"] == whole["sparsity"] and parts["finite"] == whole["finite"]
+    assert parts["norms"]["l2"] == pytest.approx(whole["norms"]["l2"], rel=1e-7)
+    assert parts["spectral"]["sv_max"] == pytest.approx(whole["spectral"]["sv_max"], rel=1e-5)

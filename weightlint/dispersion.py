@@ -53,8 +53,12 @@ def _dispersion(energies: np.ndarray, entries_per_line: int, kurtosis_raw: float
 def dispersion_group(matrix: Any) -> dict[str, Any]:
     """``row_dispersion`` and ``column_dispersion``: observed/expected coefficient of variation
     of the line energies (all-zero lines left out; None for fewer than two live lines)."""
-    rows, columns = matrix.shape
-    row_energy, column_energy, fourth = line_energies(matrix)
+    return dispersion_from_energies(*line_energies(matrix))
+
+
+def dispersion_from_energies(row_energy: np.ndarray, column_energy: np.ndarray, fourth: float) -> dict[str, Any]:
+    """The group from a matrix's row and column energies and Σw⁴ (whole, or summed over row blocks)."""
+    rows, columns = len(row_energy), len(column_energy)
     count = rows * columns
     second = float(row_energy.sum()) / count
     if second == 0:

@@ -190,6 +190,13 @@ def quantization_group(matrix: Any, norms: dict[str, Any] | None = None,
     signal = norms["l2"] ** 2
     per_tensor = sqnr_db(matrix, per_channel=False, signal=signal, absmax=norms["max_abs"])
     per_channel = sqnr_db(matrix, per_channel=True, signal=signal)
+    return quantization_result(share, robust, per_tensor, per_channel, norms, kurtosis(flat, norms["mean"]))
+
+
+def quantization_result(share: float, robust: dict[str, Any], per_tensor: float | None, per_channel: float | None,
+                        norms: dict[str, Any], kurtosis_value: float | None) -> dict[str, Any]:
+    """The group's statistics from its parts (computed whole here, or in row blocks by
+    :mod:`weightlint.stats.blocked`)."""
     return {
         "extreme_outlier_percentage": share,
         "outlier_center": robust["center"],
@@ -199,6 +206,6 @@ def quantization_group(matrix: Any, norms: dict[str, Any] | None = None,
         "sqnr_db_per_channel": per_channel,
         "dynamic_range": norms["max_abs"] / norms["mean_abs"] if norms["mean_abs"] > 0 else None,
         "spike_ratio": robust["spike_ratio"],
-        "kurtosis": kurtosis(flat, norms["mean"]),
+        "kurtosis": kurtosis_value,
         "recommended": recommend(share, per_tensor, per_channel),
     }

@@ -7,7 +7,8 @@ import sys
 from typing import Any, Callable, Iterator
 
 from weightlint.record import TensorRecord
-from weightlint.stats import TensorStats
+from weightlint.stats import TensorStats, is_giant
+from weightlint.stats.blocked import BLOCK_VALUES
 
 Progress = Callable[[TensorRecord | None, int, int], None]
 
@@ -122,13 +123,17 @@ class TensorStream:
             except Exception as error:  # reported as the file's problem by _check_tensor
                 return None, error
 
+        def read_ahead(record: TensorRecord | None) -> bool:
+            """Whether the reader loads this one: a giant tensor is read block by block as it is checked."""
+            return record is not None and record.is_judged and not is_giant(record, self.device)
+
         judged = list(records)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightlint-reader") as reader:
-            upcoming = reader.submit(load, judged[0]) if judged and judged[0].is_judged else None
+            upcoming = reader.submit(load, judged[0]) if judged and read_ahead(judged[0]) else None
             for index, record in enumerate(judged):
                 current = upcoming
                 following = judged[index + 1] if index + 1 < len(judged) else None
-                upcoming = reader.submit(load, following) if following is not None and following.is_judged else None
+                upcoming = reader.submit(load, following) if read_ahead(following) else None
                 loaded = current.result() if current is not None else (None, None)
                 result = self.check(record, *loaded)
                 advance(record)
@@ -138,7 +143,13 @@ class TensorStream:
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
-        largest = max((r.numel for r in records if r.is_judged), default=0)
+        def weight_of(record: TensorRecord) -> int:
+            """Values in flight for a record: a giant one holds a few row blocks, not itself."""
+            if not record.is_judged:
+                return 0
+            return 4 * BLOCK_VALUES if is_giant(record, self.device) else record.numel
+
+        largest = max((weight_of(r) for r in records), default=0)
         budget = Budget(max(largest, self.budget_values))
         pool = ThreadPoolExecutor(max_workers=self.jobs + 1, thread_name_prefix="weightlint")
         pending: deque = deque()
@@ -151,7 +162,7 @@ class TensorStream:
 
         try:
             for record in records:
-                weight = record.numel if record.is_judged else 0
+                weight = weight_of(record)
                 budget.acquire(weight)
                 pending.append((record, pool.submit(task, record, weight)))
                 while pending and pending[0][1].done():

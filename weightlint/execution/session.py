@@ -25,7 +25,7 @@ from weightlint.record import TensorRecord
 from weightlint.rule import Rule
 from weightlint.sources import LOOKED_FOR, MemorySource, Problem, Source, resolve
 from weightlint.sources.base import display_path, limit_problem
-from weightlint.stats import TensorStats
+from weightlint.stats import TensorStats, stats_for
 
 if TYPE_CHECKING:
     from weightlint.config.file import RawConfig
@@ -316,11 +316,11 @@ class Session:
         """Statistics and per-tensor rules for one record: (findings, computed statistics, problem)."""
         if not record.is_judged:
             return [], {}, None
-        stats = TensorStats(record, self.device, values=values)
+        stats = stats_for(record, self.device, values=values)
         try:
             if load_error is not None:
                 raise load_error
-            stats.values  # noqa: B018 - reads the data; a failure here is the file's, not ours
+            stats.read()
         except MemoryError as error:
             return [], {}, internal_problem(record.file, error, tensor=record.name)
         except Exception as error:

@@ -27,6 +27,7 @@ import numpy as np
 from weightlint import dtypes
 from weightlint.config import limits
 from weightlint.record import TensorRecord
+from weightlint.sources.safetensors_file import read_chunks
 from weightlint.sources.base import (
     Item,
     Problem,
@@ -120,8 +121,9 @@ def _item(tensor: Any, path: str, shown: str, header: dict[str, Any], byte_order
     where = (path, int(tensor.data_offset), int(tensor.n_bytes))
     if kind in DIRECT_FLOATS or kind in DIRECT_INTEGERS:
         dtype = DIRECT_FLOATS.get(kind) or DIRECT_INTEGERS[kind]
+        chunks = partial(read_chunks, *where, dtype) if kind in DIRECT_FLOATS and byte_order == "<" else None
         return TensorRecord(name=tensor.name, shape=shape, dtype=dtype, file=shown,
-                            load=partial(_read_direct, where, dtype, shape, byte_order),
+                            load=partial(_read_direct, where, dtype, shape, byte_order), chunks=chunks,
                             format="gguf", metadata=metadata)
     if byte_order != "<" or not can_dequantize(tensor.tensor_type):
         return Problem("unsupported-tensor", shown,
@@ -131,6 +133,7 @@ def _item(tensor: Any, path: str, shown: str, header: dict[str, Any], byte_order
     metadata["quantized"] = True
     return TensorRecord(name=tensor.name, shape=shape, dtype=dtypes.float32, file=shown,
                         load=partial(_dequantize, where, tensor.tensor_type, shape),
+                        chunks=partial(_dequantized_chunks, where, tensor.tensor_type, shape),
                         format="gguf", metadata=metadata)
 
 
@@ -161,6 +164,23 @@ def _dequantize(where: tuple[str, int, int], quant_type: Any, shape: tuple[int, 
     raw = read_bytes(*where).reshape(quant_shape_to_byte_shape(shape, quant_type))
     values = dequantize(raw, quant_type)
     return np.ascontiguousarray(values, dtype=np.float32).reshape(shape)
+
+
+def _dequantized_chunks(where: tuple[str, int, int], quant_type: Any, shape: tuple[int, ...],
+                        values: int) -> Iterator[np.ndarray]:
+    """The dequantized tensor in chunks of whole rows (quantization blocks run along a row), at most
+    ``values`` values each (at least one row)."""
+    from gguf.quants import dequantize, quant_shape_to_byte_shape
+
+    path, offset, nbytes = where
+    columns = shape[-1] if shape else 1
+    row_bytes = quant_shape_to_byte_shape((1, columns), quant_type)[-1]
+    rows = nbytes // row_bytes
+    step = max(1, values // max(columns, 1))
+    for start in range(0, rows, step):
+        count = min(step, rows - start)
+        raw = read_bytes(path, offset + start * row_bytes, count * row_bytes).reshape(count, row_bytes)
+        yield np.ascontiguousarray(dequantize(raw, quant_type), dtype=np.float32).reshape(-1)
 
 
 def can_dequantize(quant_type: Any) -> bool:

@@ -35,12 +35,18 @@ FP16_INF_FROM = 65520.0
 FP16_ZERO_AT_OR_BELOW = 2.0**-25
 FP16_SMALLEST_NORMAL = 2.0**-14
 FINGERPRINT_SAMPLE = 1 << 16
+COMPARE_CHUNK_VALUES = 1 << 22  # values per piece when two tensors are compared chunk by chunk
 
 
 def same_data(first: TensorRecord, second: TensorRecord) -> bool:
-    """Whether two records hold bit-for-bit the same values (read again, one pair at a time)."""
+    """Whether two records hold bit-for-bit the same values (read again, one pair at a time; in
+    chunks when both files can be read so, whatever their size)."""
     if first.dtype != second.dtype or tuple(first.shape) != tuple(second.shape):
         return False
+    if first.chunks is not None and second.chunks is not None:
+        pieces = zip(first.chunks(COMPARE_CHUNK_VALUES), second.chunks(COMPARE_CHUNK_VALUES))
+        return all(a.dtype == b.dtype and bool(np.array_equal(a.view(np.uint8), b.view(np.uint8)))
+                   for a, b in pieces)
     a = np.ascontiguousarray(TensorStats.load_values(first)).reshape(-1)
     b = np.ascontiguousarray(TensorStats.load_values(second)).reshape(-1)
     return a.dtype == b.dtype and bool(np.array_equal(a.view(np.uint8), b.view(np.uint8)))
@@ -89,6 +95,10 @@ class TensorStats:
     @property
     def xp(self) -> Any:
         return backend_for(self.values)
+
+    def read(self) -> None:
+        """Read the data now, so that a file's failure is reported as the file's, not a statistic's."""
+        self.values  # noqa: B018
 
     # -- data ---------------------------------------------------------------------------------
     @cached_property
@@ -223,14 +233,14 @@ class TensorStats:
         """A weight matrix's group: empty for other tensors, skipped when values are non-finite."""
         if not self.record.is_matrix:
             return {}
-        if self.nonfinite_mask is not None:
+        if not self.all_finite:
             return {"skipped": "non-finite values"}
         return compute()
 
     @cached_property
     def spectral(self) -> dict[str, Any]:
         return self._matrix_group(lambda: spectral_group(
-            self.singular_values, tuple(self.matrix.shape),
+            self.singular_values, self.record.matrix_shape,
             dead_rows=len(self.sparsity["zero_rows"]), dead_columns=len(self.sparsity["zero_columns"]),
             unit_roundoff=unit_roundoff(self.record.dtype)))
 
@@ -245,7 +255,7 @@ class TensorStats:
         from weightlint.sketches import sketch_group
 
         values = self.values if isinstance(self.values, np.ndarray) else self.values.detach().cpu().numpy()
-        return self._matrix_group(lambda: sketch_group(self.singular_values, values))
+        return self._matrix_group(lambda: sketch_group(self.singular_values, values, self.record.matrix_shape))
 
     @cached_property
     def quantization(self) -> dict[str, Any]:
