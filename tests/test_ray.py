@@ -109,7 +109,7 @@ def test_a_worker_killed_mid_scan_still_gives_the_whole_report(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
             for process in psutil.process_iter(["pid", "cmdline"]):
-                if any("_check_file" in part for part in (process.info["cmdline"] or [])):
+                if any("_check_records" in part for part in (process.info["cmdline"] or [])):
                     os.kill(process.info["pid"], 9)
                     killed.append(process.info["pid"])
                     return
@@ -121,3 +121,145 @@ def test_a_worker_killed_mid_scan_still_gives_the_whole_report(tmp_path):
     killer.join()
     assert killed, "no worker was running a task to kill"
     assert_same(local, distributed)
+
+
+def checkpoint_run(folder, steps=(100, 200, 300)):
+    """Sharded checkpoints of one training run; step 300 blows one layer up (WL701)."""
+    rng = np.random.default_rng(2)
+    weights = {f"model.layers.{i}.{n}.weight": (rng.standard_normal((48, 32)) * 0.05).astype(np.float32)
+               for i in range(4) for n in ("q", "v")}
+    for step in steps:
+        weights = {k: v * 1.01 + rng.standard_normal(v.shape).astype(np.float32) * 1e-3 for k, v in weights.items()}
+        if step == 300:
+            weights["model.layers.2.q.weight"] = weights["model.layers.2.q.weight"] * 20
+        target = folder / f"checkpoint-{step}"
+        target.mkdir(parents=True)
+        names = sorted(weights)
+        weight_map = {}
+        for index, group in enumerate([names[:4], names[4:]], 1):
+            shard = f"model-{index:05d}-of-00002.safetensors"
+            save_file({name: weights[name] for name in group}, str(target / shard))
+            weight_map.update({name: shard for name in group})
+        (target / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return folder
+
+
+def test_diff_on_ray_gives_the_local_report(tmp_path):
+    """One task per pair of shards (old, new); the WL7xx rules on the driver."""
+    from weightlint.diff.engine import diff
+
+    run = checkpoint_run(tmp_path / "run")
+    old, new = str(run / "checkpoint-200"), str(run / "checkpoint-300")
+    local = comparable(diff(old, new))
+    distributed = comparable(diff(old, new, executor="ray"))
+    assert_same(local, distributed)
+    assert "WL701" in {f["code"] for f in local["findings"]}
+    assert all("condition_number_ratio" in entry["diff"] for entry in local["tensors"].values())
+
+
+def test_watch_on_ray_compares_the_pairs_in_parallel_as_exact_watch_does(tmp_path):
+    from weightlint.config import Config
+    from weightlint.diff.watch import Watch
+
+    run = checkpoint_run(tmp_path / "run")
+    seen = []
+    local = Watch([str(run)], Config(), exact=True).run()
+    distributed = Watch([str(run)], Config(executor="ray"), on_checkpoint=lambda c, r: seen.append(c.step)).run()
+    assert seen == [100, 200, 300]  # reports taken in step order, whatever order the tasks finish in
+    assert_same(comparable(local), comparable(distributed))
+    assert distributed.steps == local.steps
+    assert any("in parallel on Ray" in note for note in distributed.notes)
+
+
+def test_a_large_file_is_split_into_several_tasks_with_the_same_report(tmp_path, monkeypatch):
+    from weightlint.execution import ray_executor
+
+    folder = sharded(tmp_path / "model")
+    local = comparable(weightlint.check(str(folder)))
+    groups = []
+    split = ray_executor.task_groups
+    monkeypatch.setattr(ray_executor, "TASK_VALUES", 96 * 64 * 2)  # two tensors a task
+    monkeypatch.setattr(ray_executor, "task_groups", lambda records, limit: groups.append(split(records, limit))
+                        or groups[-1])
+    assert_same(local, comparable(weightlint.check(str(folder), executor="ray")))
+    assert [len(group) for file_groups in groups for group in file_groups] == [2, 2, 2] * 3
+
+
+def test_a_shard_gone_before_its_task_runs_is_wl001_as_locally(tmp_path):
+    """A shard that a worker cannot open (deleted, or not on that node's shared path) is WL001 for
+    each of its tensors, as a local read that fails; a shard missing from the start is WL006 either way."""
+    from weightlint.config import Config
+    from weightlint.execution import ray_executor
+
+    codes = {}
+    for executor in ("local", "ray"):
+        folder = sharded(tmp_path / executor)
+        os.remove(folder / "model-00002-of-00003.safetensors")
+        report = weightlint.check(str(folder), config=Config(executor=executor))
+        codes[executor] = sorted(f.code for f in report.findings)
+    assert codes["ray"] == codes["local"] and "WL006" in codes["ray"]
+    spec = {"run": "gone", "config": Config(), "config_file": None, "groups": ("finite", "norms"), "plans": ()}
+    wanted = [("a.weight", "model/gone.safetensors", None, {}), ("b.weight", "model/gone.safetensors", None, {})]
+    results = ray_executor._check_records(spec, str(tmp_path / "gone.safetensors"), wanted)
+    assert [(name, problem.kind, problem.file, problem.tensor) for name, (_, _, problem) in results] == [
+        ("a.weight", "unreadable", "model/gone.safetensors", "a.weight"),
+        ("b.weight", "unreadable", "model/gone.safetensors", "b.weight")]
+
+
+def test_ctrl_c_cancels_the_tasks_and_reports_what_finished(tmp_path):
+    """KeyboardInterrupt as the first file's results arrive (raised by the progress callback, where
+    Ctrl-C lands in the driver): the report holds that file's tensors, marked interrupted; the
+    model-level rules did not run; no task of the run is left running."""
+    import psutil
+
+    from weightlint.config import Config
+    from weightlint.execution.session import Session
+
+    folder = sharded(tmp_path / "model", size=900, columns=900)
+    arrived: list[int] = []
+
+    def progress(record, done, total):
+        arrived.append(done)
+        raise KeyboardInterrupt
+
+    report = Session([str(folder)], Config(executor="ray"), progress=progress).run()
+    assert report.interrupted and len(arrived) == 1
+    checked = {name for name, entry in report.tensors.items() if "norms" in entry}
+    assert len(checked) == 6  # one shard's tensors, whole
+    assert "WL502" not in {f.code for f in report.findings}  # a model-level rule: not run
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        running = [p for p in psutil.process_iter(["cmdline"])
+                   if any("_check_records" in part for part in (p.info["cmdline"] or []))]
+        if not running:
+            break
+        time.sleep(0.2)
+    assert not running, "cancelled tasks are still running"
+
+
+def test_sigint_to_the_command_line_exits_2_with_the_report(tmp_path):
+    """The real thing: SIGINT to `weightlint check --executor ray` on this cluster mid-scan."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    folder = sharded(tmp_path / "model", size=1500, columns=1500)
+    address = ray.get_runtime_context().gcs_address
+    out = tmp_path / "report.json"
+    child = subprocess.Popen([sys.executable, "-m", "weightlint", "check", str(folder), "--executor", "ray",
+                              "--ray-address", address, "--format", "json", "-o", str(out), "--isolated"],
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and child.poll() is None:
+        if any(any("_check_records" in part for part in (p.info["cmdline"] or []))
+               for p in psutil.process_iter(["cmdline"])):
+            break
+        time.sleep(0.1)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 2, stderr
+    assert "interrupted" in stderr
+    written = json.loads(out.read_text())
+    assert written["summary"]["interrupted"] is True and written["summary"]["exit_code"] == 2

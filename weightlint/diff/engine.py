@@ -123,29 +123,46 @@ class DiffSession(Session):
         return report
 
     def _compared(self, view: DiffView, problems: list[Problem]) -> Iterator[TensorPair]:
-        """Each comparable pair with its exact change statistics: read in chunks side by side when
-        both sources can, else one pair of whole tensors in memory at a time (spectra need them)."""
+        """Each comparable pair with its exact change statistics, here or on Ray."""
+        if self.config.executor == "ray":
+            return self._compared_on_ray(view, problems)
+        return compare_pairs(view.comparable, self.spectra, problems)
+
+    def _compared_on_ray(self, view: DiffView, problems: list[Problem]) -> Iterator[TensorPair]:
+        """One Ray task per pair of files (old shard, new shard); pairs in memory compared here.
+        Yields in the view's order once every task is back (or Ctrl-C: those that finished)."""
+        import os
+        from collections import defaultdict
+
+        from weightlint.execution.errors import internal_problem
+        from weightlint.execution.ray_executor import TaskFailed, TaskRunner, compare_files
+
+        by_files: dict[tuple[str, str], list[tuple[TensorRecord, TensorRecord]]] = defaultdict(list)
+        local = []
         for old, new in view.comparable:
-            whole = self.spectra and new.is_matrix
-            if not whole and old.chunks is not None and new.chunks is not None:
-                try:
-                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                        stats = chunked_change_statistics(zip(_chunks_of(old), _chunks_of(new)))
-                except UnreadableTensor as failure:
-                    problems.append(failure.problem)
+            paths = (os.path.abspath(old.file), os.path.abspath(new.file))
+            (by_files[paths] if all(os.path.isfile(path) for path in paths) else local).append((old, new))
+        stats_of = {(pair.old.file, pair.new.name): pair.stats for pair in compare_pairs(local, self.spectra, problems)}
+        groups = list(by_files.items())
+        calls = [((old_path, new_path, pairs[0][0].file, pairs[0][1].file),
+                  [(old.name, new.name, old.layout, new.layout, dict(new.metadata)) for old, new in pairs],
+                  self.spectra, self.config.limits)
+                 for (old_path, new_path), pairs in groups]
+        runner = TaskRunner(self.config.ray_address, compare_files)
+        try:
+            for index, result in runner.run(calls, [sum(new.numel for _, new in group) for _, group in groups]):
+                if isinstance(result, TaskFailed):
+                    problems.append(internal_problem(groups[index][1][0][1].file, RuntimeError(
+                        f"the Ray task failed on every try: {result}")))
                     continue
-                yield TensorPair(old, new, stats)
-                continue
-            old_values = _values(old, problems)
-            new_values = _values(new, problems) if old_values is not None else None
-            if new_values is None:
-                continue
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                stats = change_statistics(np.asarray(old_values), np.asarray(new_values))
-                if whole and stats["finite"]:
-                    stats.update(spectral_change(spectra_of(old, old_values), spectra_of(new, new_values)))
-            del old_values, new_values
-            yield TensorPair(old, new, stats)
+                compared, task_problems = result
+                problems.extend(task_problems)
+                old_file = groups[index][1][0][0].file
+                stats_of.update({(old_file, name): stats for name, stats in compared})
+        except KeyboardInterrupt:
+            yield from _pairs_in_order(view.comparable, stats_of)
+            raise
+        yield from _pairs_in_order(view.comparable, stats_of)
 
     def _summarised(self, view: DiffView, new_records: list[TensorRecord],
                     problems: list[Problem]) -> Iterator[TensorPair]:
@@ -235,6 +252,41 @@ def _values(record: TensorRecord, problems: list[Problem]) -> Any:
     except Exception as error:
         problems.append(UnreadableTensor(record, error).problem)
         return None
+
+
+def compare_pairs(pairs: Sequence[tuple[TensorRecord, TensorRecord]], spectra: bool,
+                  problems: list[Problem]) -> Iterator[TensorPair]:
+    """Each (old, new) pair with its exact change statistics: read in chunks side by side when
+    both sources can, else one pair of whole tensors in memory at a time (spectra need them)."""
+    for old, new in pairs:
+        whole = spectra and new.is_matrix
+        if not whole and old.chunks is not None and new.chunks is not None:
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    stats = chunked_change_statistics(zip(_chunks_of(old), _chunks_of(new)))
+            except UnreadableTensor as failure:
+                problems.append(failure.problem)
+                continue
+            yield TensorPair(old, new, stats)
+            continue
+        old_values = _values(old, problems)
+        new_values = _values(new, problems) if old_values is not None else None
+        if new_values is None:
+            continue
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            stats = change_statistics(np.asarray(old_values), np.asarray(new_values))
+            if whole and stats["finite"]:
+                stats.update(spectral_change(spectra_of(old, old_values), spectra_of(new, new_values)))
+        del old_values, new_values
+        yield TensorPair(old, new, stats)
+
+
+def _pairs_in_order(comparable: list[tuple[TensorRecord, TensorRecord]],
+                    stats_of: dict[tuple[str, str], dict[str, Any]]) -> Iterator[TensorPair]:
+    for old, new in comparable:
+        stats = stats_of.get((old.file, new.name))
+        if stats is not None:
+            yield TensorPair(old, new, stats)
 
 
 def _match(old_records: list[TensorRecord], new_records: list[TensorRecord]) -> DiffView:

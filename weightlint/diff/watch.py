@@ -128,9 +128,13 @@ class Watch:
                 pending = [c for c in discover(self.paths) if c not in done]
                 if self.follow:
                     pending = complete(pending, min(self.poll_seconds, 1.0))
-                for checkpoint in pending:
-                    self._lint(done[-1] if done else None, checkpoint)
-                    done.append(checkpoint)
+                if self.config.executor == "ray":
+                    if pending:
+                        self._lint_on_ray(done[-1] if done else None, pending, done)
+                else:
+                    for checkpoint in pending:
+                        self._lint(done[-1] if done else None, checkpoint)
+                        done.append(checkpoint)
                 if not self.follow or (self.timeout is not None and time.perf_counter() - started > self.timeout):
                     break
                 time.sleep(self.poll_seconds)
@@ -156,15 +160,56 @@ class Watch:
         if previous is None:
             session = SummarySession([checkpoint.path], screening(self.config), config_file=self.config_file,
                                      spectra=self.spectra)
-            report = session.run()
-            self.screened.append((checkpoint, report))
         else:
             old = [previous.path] if self.exact else self.summary
             session = DiffSession(old, [checkpoint.path], copy.deepcopy(self.config), config_file=self.config_file,
                                   spectra=self.spectra)
-            report = session.run()
-            self.compared.append((previous, checkpoint, report))
+        report = session.run()
         self.summary = session.summary
+        self._record(previous, checkpoint, report)
+
+    def _lint_on_ray(self, previous: Checkpoint | None, pending: list[Checkpoint], done: list[Checkpoint]) -> None:
+        """Every pending checkpoint at once on Ray: each pair of consecutive checkpoints compared in
+        its own task (both files read: the pairs are independent), the first checkpoint checked
+        and summarized in another. Reports are taken in step order as they come in; Ctrl-C keeps
+        the checkpoints whose reports (and those of every one before) are back."""
+        import copy
+
+        from weightlint.diff.engine import screening
+        from weightlint.execution.ray_executor import TaskFailed, TaskRunner, run_session
+
+        config = copy.deepcopy(self.config)
+        config.executor = "local"  # inside a task, the session runs where it is
+        jobs = []
+        for checkpoint in pending:
+            if previous is not None and not os.path.exists(previous.path):
+                self.notes.append(f"{previous.name} was deleted before {checkpoint.name} was read (on Ray both "
+                                  "files of a pair are read): compared from the next checkpoint on")
+                previous = None
+            jobs.append((previous, checkpoint))
+            previous = checkpoint
+        calls = [(("summary", ([c.path],), screening(config)) if p is None else ("diff", ([p.path], [c.path]), config))
+                 for p, c in jobs]
+        calls = [(kind, arguments, settings, self.config_file, self.spectra) for kind, arguments, settings in calls]
+        runner = TaskRunner(self.config.ray_address, run_session)
+        reports: dict[int, Any] = {}
+        next_position = 0
+        for index, report in runner.run(calls, [len(jobs) - index for index in range(len(jobs))]):
+            if isinstance(report, TaskFailed):  # failed on every try: done here, as locally
+                self.notes.append(f"{jobs[index][1].name}: the Ray task failed ({report}); compared on this machine")
+                report = run_session(*calls[index])
+            reports[index] = report
+            while next_position in reports:
+                previous, checkpoint = jobs[next_position]
+                self._record(previous, checkpoint, reports.pop(next_position))
+                done.append(checkpoint)
+                next_position += 1
+
+    def _record(self, previous: Checkpoint | None, checkpoint: Checkpoint, report: Report) -> None:
+        if previous is None:
+            self.screened.append((checkpoint, report))
+        else:
+            self.compared.append((previous, checkpoint, report))
         if self.on_checkpoint:
             self.on_checkpoint(checkpoint, report)
 
@@ -176,7 +221,8 @@ class Watch:
                         rules=last.rules, config=last.config, device="cpu", seconds=seconds, mode="diff",
                         compared={"old": [checkpoints[0].path], "new": [checkpoints[-1].path]})
         report.steps = self._steps()
-        reading = "both files of each pair read" if self.exact else "each read once"
+        reading = ("in parallel on Ray, both files of each pair read" if self.config.executor == "ray"
+                   else "both files of each pair read" if self.exact else "each read once")
         report.notes = [f"compared {len(self.compared)} pairs of consecutive checkpoints ({reading}), steps "
                         f"{', '.join(str(c.step) for c in checkpoints)}", *self.notes, *self._first_alarms(),
                         *self._trend()]

@@ -1,27 +1,35 @@
-"""``--executor ray``: the per-tensor work of a check on a Ray cluster, one task per file (shard).
+"""``--executor ray``: a run's work as Ray tasks, for ``check``, ``diff`` and ``watch``.
 
-The seam is the session's stream: a callable that takes the records (in report order) and yields
-``(record, (findings, statistics, problem))`` for each. The local one is ``TensorStream``; this one
-sends each file's records to a Ray task. A worker reads the file from the shared path (the files
-must be visible at the same absolute paths on every node), builds the same session from the same
-command-line settings and configuration file, gives each record the layout and metadata the driver
-found (config.json's skeleton), and returns findings and statistics, never tensor data.
-Model-level rules then run once on the driver, as locally, so the report is the same.
+- ``check``: the seam is the session's stream, a callable that takes the records (in report order)
+  and yields ``(record, (findings, statistics, problem))`` for each. The local one is
+  ``TensorStream``; :class:`RayExecutor` sends each file's records (a large file's in groups of
+  at most ``TASK_VALUES`` values) to a task. A worker reads the file from the shared path (files
+  must be visible at the same absolute paths on every node), builds the same session from the same
+  command-line settings and configuration file, gives each record the layout and metadata the
+  driver found (config.json's skeleton), and returns findings and statistics, never tensor data.
+  Model-level rules then run once on the driver, as locally, so the report is the same.
+- ``diff``: each pair of files (old shard, new shard) is a task that returns the change statistics
+  of its tensor pairs (:func:`compare_files`); the WL7xx rules run on the driver.
+- ``watch``: each pair of consecutive checkpoints is a task running a whole diff (both files read:
+  the pairs are independent, so they run in parallel), the first checkpoint a task of its own.
 
 Ray retries a task whose worker died, and one that raised, a bounded number of times
-(``max_retries``). Ctrl-C cancels the tasks; the records that finished are reported.
+(``MAX_RETRIES``). Ctrl-C cancels the tasks; what finished is reported.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from weightlint.execution.errors import UsageError
 from weightlint.record import TensorRecord
 
 MAX_RETRIES = 3
+# A file's records go to one task up to this many values (512 MB as bf16); a larger file (one shard
+# of a 400B checkpoint, a single-file 70B model) is split into groups of records of about this size.
+TASK_VALUES = 1 << 28
 _WORKER_SESSIONS: dict[str, Any] = {}  # a worker process builds each run's session once
 
 
@@ -38,8 +46,47 @@ def connect(address: str | None) -> Any:
     return ray
 
 
-def _check_file(spec: dict[str, Any], path: str, wanted: list[tuple[str, str, Any, dict]]) -> list[tuple[str, tuple]]:
-    """On a worker: the records of one file, checked as the driver's session would check them."""
+class TaskFailed(Exception):
+    """A task that failed on every try (its worker died each time, or it raised): the result in its place."""
+
+
+class TaskRunner:
+    """Runs calls of one function as Ray tasks, largest first, with bounded retries, and yields
+    ``(index, result)`` as each finishes, a :class:`TaskFailed` as the result of one that failed on
+    every try. Ctrl-C cancels the tasks still pending and re-raises."""
+
+    def __init__(self, address: str | None, function: Callable, gpus: float = 0) -> None:
+        self.ray = connect(address)
+        self.task = self.ray.remote(num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=True)(function)
+
+    def run(self, calls: Sequence[tuple], weights: Sequence[int]) -> Iterator[tuple[int, Any]]:
+        order = sorted(range(len(calls)), key=lambda index: -weights[index])
+        tasks = {self.task.remote(*calls[index]): index for index in order}
+        pending = list(tasks)
+        try:
+            while pending:
+                finished, pending = self.ray.wait(pending, num_returns=1)
+                try:
+                    result = self.ray.get(finished[0])
+                except (self.ray.exceptions.RayTaskError, self.ray.exceptions.RayError) as error:
+                    result = TaskFailed(_first_line(error))
+                yield tasks[finished[0]], result
+        except KeyboardInterrupt:
+            for task in pending:
+                self.ray.cancel(task, force=True)
+            raise
+
+
+def _first_line(error: Exception) -> str:
+    """A task's error in one line: the original exception's, not Ray's traceback around it."""
+    cause = getattr(error, "cause", None)
+    text = f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+    return text.strip().splitlines()[-1] if text.strip() else type(error).__name__
+
+
+def _check_records(spec: dict[str, Any], path: str, wanted: list[tuple[str, str, Any, dict]]) -> list[tuple[str, tuple]]:
+    """On a worker: some records of one file, checked as the driver's session would check them."""
+    from weightlint.config import limits
     from weightlint.execution.session import Session
     from weightlint.sources import source_for_file
     from weightlint.sources.base import Problem
@@ -48,29 +95,45 @@ def _check_file(spec: dict[str, Any], path: str, wanted: list[tuple[str, str, An
     if session is None:
         session = _WORKER_SESSIONS[spec["run"]] = Session([], spec["config"], config_file=spec["config_file"],
                                                           plans=spec["plans"], extra_groups=spec["groups"])
-    found = {item.name: item for item in source_for_file(path).items() if isinstance(item, TensorRecord)}
-    results = []
-    for name, shown_file, layout, metadata in wanted:
-        record = found.get(name)
-        if record is None:
-            results.append((name, ([], {}, Problem("unreadable", shown_file, "tensor not found by the worker",
-                                                   tensor=name))))
-            continue
-        record.file, record.layout = shown_file, layout
-        record.metadata.update(metadata)
-        results.append((name, session._check_tensor(record)))
+    with limits.using(session.config.limits):
+        try:
+            found = {item.name: item for item in source_for_file(path).items() if isinstance(item, TensorRecord)}
+        except Exception as error:  # gone or changed since the driver read its header: as a local read fails
+            return [(name, ([], {}, Problem("unreadable", shown_file, f"tensor data unreadable: {error}", tensor=name)))
+                    for name, shown_file, _, _ in wanted]
+        results = []
+        for name, shown_file, layout, metadata in wanted:
+            record = found.get(name)
+            if record is None:
+                results.append((name, ([], {}, Problem("unreadable", shown_file, "tensor not found by the worker",
+                                                       tensor=name))))
+                continue
+            record.file, record.layout = shown_file, layout
+            record.metadata.update(metadata)
+            results.append((name, session._check_tensor(record)))
     return results
 
 
+def task_groups(records: list[TensorRecord], limit: int) -> list[list[TensorRecord]]:
+    """Consecutive records in groups of at most ``limit`` values (a larger record alone)."""
+    groups: list[list[TensorRecord]] = []
+    size = 0
+    for record in records:
+        if not groups or size + record.numel > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(record)
+        size += record.numel
+    return groups
+
+
 class RayExecutor:
-    """Streams records through Ray tasks, one per file, largest files first; yields in record order."""
+    """Streams records through Ray tasks (a file's, or a group of a large file's); yields in record order."""
 
     def __init__(self, spec: dict[str, Any], address: str | None, local: Any, progress: Any = None) -> None:
-        self.ray = connect(address)
-        self.spec, self.local, self.progress = spec, local, progress
         device = str(spec["config"].device)
-        self.task = self.ray.remote(num_gpus=1 if device.startswith("cuda") else 0, max_retries=MAX_RETRIES,
-                                    retry_exceptions=True)(_check_file)
+        self.runner = TaskRunner(address, _check_records, gpus=1 if device.startswith("cuda") else 0)
+        self.spec, self.local, self.progress = spec, local, progress
 
     def __call__(self, records: list[TensorRecord]) -> Iterator[tuple[TensorRecord, tuple]]:
         by_file: dict[str, list[TensorRecord]] = defaultdict(list)
@@ -80,30 +143,36 @@ class RayExecutor:
             (by_file[path] if os.path.isfile(path) else in_memory).append(record)
         results: dict[tuple[str, str], tuple] = {}
         # Records that are not in a file (an in-memory model) are checked here.
-        for record, result in self.local(in_memory):
+        for record, result in self.local(in_memory) if in_memory else ():
             results[(record.file, record.name)] = result
-        spec = self.ray.put(self.spec)
-        order = sorted(by_file, key=lambda path: -sum(r.numel for r in by_file[path]))  # large files first
-        tasks = {self.task.remote(spec, path, [(r.name, r.file, r.layout, dict(r.metadata)) for r in by_file[path]]):
-                 path for path in order}
+        groups = [(path, group) for path, file_records in by_file.items()
+                  for group in task_groups(file_records, TASK_VALUES)]
+        spec = self.runner.ray.put(self.spec)
+        calls = [(spec, path, [(r.name, r.file, r.layout, dict(r.metadata)) for r in group]) for path, group in groups]
+        weights = [sum(r.numel for r in group) for _, group in groups]
         total, done = sum(r.numel for r in records) or 1, 0
         try:
-            pending = list(tasks)
-            while pending:
-                finished, pending = self.ray.wait(pending, num_returns=1)
-                path = tasks[finished[0]]
-                file = by_file[path][0].file
-                for name, result in self.ray.get(finished[0]):
-                    results[(file, name)] = result
-                done += sum(r.numel for r in by_file[path])
+            for index, checked in self.runner.run(calls, weights):
+                group = groups[index][1]
+                if isinstance(checked, TaskFailed):
+                    checked = self._failed(group, checked)
+                for name, result in checked:
+                    results[(group[0].file, name)] = result
+                done += weights[index]
                 if self.progress:
-                    self.progress(by_file[path][-1], done, total)
+                    self.progress(group[-1], done, total)
         except KeyboardInterrupt:
-            for task in tasks:
-                self.ray.cancel(task, force=True)
             yield from self._in_order(records, results)
             raise
         yield from self._in_order(records, results)
+
+    @staticmethod
+    def _failed(group: list[TensorRecord], failure: TaskFailed) -> list[tuple[str, tuple]]:
+        """A group whose task failed on every try: one internal problem (WL008) names its file."""
+        from weightlint.execution.errors import internal_problem
+
+        problem = internal_problem(group[0].file, RuntimeError(f"the Ray task failed {MAX_RETRIES + 1} times: {failure}"))
+        return [(record.name, ([], {}, problem if index == 0 else None)) for index, record in enumerate(group)]
 
     @staticmethod
     def _in_order(records, results) -> Iterator[tuple[TensorRecord, tuple]]:
@@ -111,3 +180,54 @@ class RayExecutor:
             result = results.get((record.file, record.name))
             if result is not None:
                 yield record, result
+
+
+def compare_files(files: tuple[str, str, str, str], names: list[tuple[str, str, Any, Any, dict]], spectra: bool,
+                  limit_settings: Any) -> tuple[list[tuple[str, dict]], list[Any]]:
+    """On a worker: the change statistics of tensor pairs of one old and one new file, by name,
+    each record given the driver's layout (and the new one its metadata); ``(new name, statistics)``
+    and problems. ``files``: the old and new paths, and the names the report shows for them."""
+    from weightlint.config import limits
+    from weightlint.diff.engine import compare_pairs
+    from weightlint.sources.base import Problem
+
+    old_path, new_path, old_shown, new_shown = files
+    with limits.using(limit_settings):
+        problems: list[Any] = []
+        old_found, new_found = _records_in(old_path, old_shown, problems), _records_in(new_path, new_shown, problems)
+        pairs = []
+        for old_name, new_name, old_layout, new_layout, metadata in names:
+            old, new = old_found.get(old_name), new_found.get(new_name)
+            if (old is None or new is None) and old_found and new_found:
+                problems.append(Problem("unreadable", new_shown if new is None else old_shown,
+                                        "tensor not found by the worker", tensor=new_name if new is None else old_name))
+            if old is None or new is None:
+                continue
+            old.layout, new.layout = old_layout, new_layout
+            old.file, new.file = old_shown, new_shown
+            new.metadata.update(metadata)
+            pairs.append((old, new))
+        compared = [(pair.new.name, pair.stats) for pair in compare_pairs(pairs, spectra, problems)]
+    return compared, problems
+
+
+def _records_in(path: str, shown: str, problems: list[Any]) -> dict[str, TensorRecord]:
+    """A file's records by name; none, and an "unreadable" problem, when it cannot be read."""
+    from weightlint.sources import source_for_file
+    from weightlint.sources.base import Problem
+
+    try:
+        return {item.name: item for item in source_for_file(path).items() if isinstance(item, TensorRecord)}
+    except Exception as error:
+        problems.append(Problem("unreadable", shown, f"file unreadable: {error}"))
+        return {}
+
+
+def run_session(kind: str, arguments: tuple, config: Any, config_file: Any, spectra: bool) -> Any:
+    """On a worker: one whole session of ``watch`` (``summary``: a first checkpoint checked and
+    summarized; ``diff``: a pair of checkpoints compared), its report returned."""
+    from weightlint.diff.engine import DiffSession, SummarySession
+
+    if kind == "summary":
+        return SummarySession(list(arguments[0]), config, config_file=config_file, spectra=spectra).run()
+    return DiffSession(list(arguments[0]), list(arguments[1]), config, config_file=config_file, spectra=spectra).run()

@@ -278,31 +278,36 @@ class BlockedTensorStats(TensorStats):
             results.append(float(b - difference * (1 - t) if t >= 0.5 else a + difference * t))
         return results
 
-    def median(self, make_blocks: Callable[[], Iterator[np.ndarray]]) -> float:
-        count = self.finite_count
-        middle = count // 2
-        picked = select(make_blocks, [middle] if count % 2 else [middle - 1, middle], self._value_dtype)
-        return sum(picked) / len(picked)
+    def middle_ranks(self) -> list[int]:
+        """The ranks whose mean is the median (NumPy's: the two middle values for an even count)."""
+        middle = self.finite_count // 2
+        return [middle] if self.finite_count % 2 else [middle - 1, middle]
 
     def outlier_share(self, sigmas: float = 3.0) -> tuple[float, dict[str, Any]]:
-        """:func:`weightlint.quantization.outlier_share`, over blocks."""
+        """:func:`weightlint.quantization.outlier_share`, over blocks. The MAD and the spike ratio's
+        k-th deviation come from one selection over the same deviations."""
         count = self.finite_count
-        center = self.median(self.finite_blocks)
-        scale = MAD_TO_SIGMA * self.median(self.deviation_blocks(center))
+        middle = self.middle_ranks()
+        middle_values = select(self.finite_blocks, middle, self._value_dtype)
+        center = sum(middle_values) / len(middle_values)
+        spike_rank = [count - SPIKE_RANK] if count > SPIKE_RANK else []
+        picked = select(self.deviation_blocks(center), middle + spike_rank, self._value_dtype)
+        scale = MAD_TO_SIGMA * sum(picked[:len(middle)]) / len(middle)
+        spike_kth = picked[len(middle):]
         method = "median/MAD"
         if scale == 0:
             method = "mean/std"
             center = sum(NUMPY.sum(flat) for flat in self.finite_blocks()) / count
             scale = (sum(NUMPY.sum_squares(d) for d in self.deviation_blocks(center)()) / count) ** 0.5
+            spike_kth = select(self.deviation_blocks(center), spike_rank, self._value_dtype) if scale else []
         if scale == 0:
             return 0.0, {"center": center, "scale": 0.0, "scale_method": method, "spike_ratio": None}
-        deviations = self.deviation_blocks(center)
-        beyond = sum(NUMPY.count_above(d, sigmas * scale) for d in deviations())
-        spike_ratio = None
-        if count > SPIKE_RANK:
-            largest = max(NUMPY.minmax(d)[1] for d in deviations() if d.size)
-            kth = select(deviations, [count - SPIKE_RANK], self._value_dtype)[0]
-            spike_ratio = largest / kth if kth > 0 else None
+        beyond, largest = 0, 0.0
+        for deviations in self.deviation_blocks(center)():
+            beyond += NUMPY.count_above(deviations, sigmas * scale)
+            if deviations.size:
+                largest = max(largest, NUMPY.minmax(deviations)[1])
+        spike_ratio = largest / spike_kth[0] if spike_kth and spike_kth[0] > 0 else None
         return 100.0 * beyond / count, {"center": center, "scale": scale, "scale_method": method,
                                         "spike_ratio": spike_ratio}
 
