@@ -5,6 +5,8 @@ on disk, 2 GiB as float32), checked in row blocks (the default for tensors over
     python benchmarks/giant_tensor.py                     # 131072 × 4096, blocked
     python benchmarks/giant_tensor.py --compare           # also whole, and the statistics side by side
     python benchmarks/giant_tensor.py --rows 16384        # a smaller one
+    python benchmarks/giant_tensor.py --model PATH --blocked-from 4194304 --compare
+                                                          # a real model, tensors over 4M values in blocks
 
 The matrix looks trained rather than random: rows of unequal scale (Zipf-like token frequencies), a
 low-rank part, a few outlier columns. Peak RSS is the child process's own (``ru_maxrss`` from
@@ -59,6 +61,8 @@ import json, sys, time
 import weightlint.stats.blocked as blocked
 if sys.argv[2] == "whole":
     blocked.WHOLE_TENSOR_VALUES = 1 << 62
+elif sys.argv[2] != "blocked":
+    blocked.WHOLE_TENSOR_VALUES = int(sys.argv[2])
 from weightlint.cli import main
 started = time.perf_counter()
 code = main([sys.argv[1], "--format", "json", "-o", sys.argv[3], "--isolated", "--jobs", "1"])
@@ -86,24 +90,36 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=131072)
     parser.add_argument("--cols", type=int, default=4096)
     parser.add_argument("--compare", action="store_true", help="also check it whole, and compare the statistics")
+    parser.add_argument("--model", help="a real model (file or folder) instead of the generated embedding")
+    parser.add_argument("--blocked-from", type=int, help="values from which a tensor is checked in blocks "
+                        "(default: weightlint's own, 64M)")
     args = parser.parse_args()
-    path = CACHE / f"embedding-{args.rows}x{args.cols}.safetensors"
+    path = Path(args.model) if args.model else CACHE / f"embedding-{args.rows}x{args.cols}.safetensors"
     if not path.exists():
         write_embedding(path, args.rows, args.cols)
     runs, reports = [], {}
-    for mode in ("blocked", "whole") if args.compare else ("blocked",):
+    blocked_mode = str(args.blocked_from) if args.blocked_from else "blocked"
+    for mode in (blocked_mode, "whole") if args.compare else (blocked_mode,):
+        CACHE.mkdir(parents=True, exist_ok=True)
         out = CACHE / f"report-{mode}.json"
         runs.append(measure(path, mode, out))
         reports[mode] = json.loads(out.read_text())
         print(json.dumps(runs[-1]))
-    result = {"rows": args.rows, "cols": args.cols, "disk_mb": round(path.stat().st_size / 2**20, 1), "runs": runs}
+    size = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*") if path.is_dir() else []))
+    result = ({"model": str(path), "blocked_from": args.blocked_from} if args.model else
+              {"rows": args.rows, "cols": args.cols})
+    result.update({"disk_mb": round(size / 2**20, 1), "runs": runs})
     if args.compare:
         result["largest_relative_difference"] = largest_difference(
-            reports["blocked"]["tensors"], reports["whole"]["tensors"])
-        result["same_findings"] = ([f["code"] for f in reports["blocked"]["findings"]]
-                                   == [f["code"] for f in reports["whole"]["findings"]])
+            reports[blocked_mode]["tensors"], reports["whole"]["tensors"])
+        result["same_findings"] = ([(f["code"], f["tensor"]) for f in reports[blocked_mode]["findings"]]
+                                   == [(f["code"], f["tensor"]) for f in reports["whole"]["findings"]])
+        result["findings"] = len(reports["whole"]["findings"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = results if isinstance(results, dict) and "runs" not in results else {}
+    results[Path(args.model).name if args.model else f"embedding-{args.rows}x{args.cols}"] = result
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

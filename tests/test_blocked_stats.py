@@ -194,3 +194,37 @@ def test_a_giant_tensor_is_checked_in_blocks_with_the_same_report(tmp_path, monk
         assert whole["findings"], "the planted defects should be found"
         for name in whole["tensors"]:
             assert_same(whole["tensors"][name], parts["tensors"][name])
+
+
+def test_diff_and_watch_of_giant_matrices_never_load_them_whole(tmp_path, monkeypatch, small_blocks):
+    """The exact diff (with spectra) and watch's summaries take a giant matrix's spectra from row
+    blocks and its change from chunks: the same statistics as whole, and no whole load."""
+    from weightlint.config import Config
+    from weightlint.diff.engine import diff
+    from weightlint.diff.watch import Watch
+
+    rng = np.random.default_rng(8)
+    values = trained_like(rng, 4096, 256)
+    for step in (100, 200, 300):
+        values = values * 1.01 + rng.standard_normal(values.shape).astype(np.float32) * 1e-3
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        save_file({"model.embed_tokens.weight": values}, str(tmp_path / f"checkpoint-{step}" / "model.safetensors"))
+    old, new = str(tmp_path / "checkpoint-100"), str(tmp_path / "checkpoint-200")
+    whole_diff = diff(old, new).tensors["model.embed_tokens.weight"]["diff"]
+    whole_watch = Watch([str(tmp_path)], Config(), spectra=True).run().tensors["model.embed_tokens.weight"]["diff"]
+    monkeypatch.setattr(blocked, "WHOLE_TENSOR_VALUES", 1 << 18)
+    loads = []
+    original = TensorStats.load_values
+    monkeypatch.setattr(TensorStats, "load_values",
+                        staticmethod(lambda record, device="cpu": loads.append(record.name) or original(record, device)))
+    parts_diff = diff(old, new).tensors["model.embed_tokens.weight"]["diff"]
+    parts_watch = Watch([str(tmp_path)], Config(), spectra=True).run().tensors["model.embed_tokens.weight"]["diff"]
+    assert loads == []
+    assert "condition_number_ratio" in parts_diff and "new_condition_number" in parts_watch
+    for whole, parts in ((whole_diff, parts_diff), (whole_watch, parts_watch)):
+        assert whole.keys() == parts.keys()
+        for key, value in whole.items():
+            if isinstance(value, float):
+                assert parts[key] == pytest.approx(value, rel=SPECTRAL_TOLERANCE), key
+            else:
+                assert parts[key] == value, key

@@ -8,6 +8,7 @@ the error fires, names the first alarming checkpoint, and the callback stops the
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -156,6 +157,17 @@ def test_watch_names_the_first_alarming_checkpoint(tmp_path, capsys):
     assert "note: first WL701 exploding-change (error): checkpoint-300 (step 300)" in out
     assert ("note: trend (norm ratio median/max @step), h.*.mlp.weight: 1.013/1.014 @200, 1.012/20.29 @300, "
             "1.01/1.012 @400") in out
+
+
+def test_watch_json_holds_the_trend_as_steps(tmp_path, capsys):
+    from weightlint.cli import main
+
+    write_run(tmp_path / "run")
+    main(["watch", str(tmp_path / "run"), "--format", "json"])
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    assert [(step["checkpoint"], step["step"]) for step in steps] == [
+        ("epoch=1-step=200.ckpt", 200), ("checkpoint-300", 300), ("global_step400", 400)]
+    assert steps[1]["groups"]["h.*.mlp.weight"] == pytest.approx(1.012, abs=1e-3)
 
 
 def test_watch_reads_each_checkpoint_once_and_survives_deleted_ones(tmp_path, monkeypatch):

@@ -22,11 +22,12 @@ from weightlint.diff.measures import change_statistics, chunked_change_statistic
 from weightlint.diff.summary import (CheckpointSummary, TensorSummary, compare, spectra_of, spectral_change, summarize,
                                      summarize_chunks)
 from weightlint.execution.report import Report
-from weightlint.execution.session import Session, _in_natural_order, _sources_for
+from weightlint.execution.session import Session
+from weightlint.execution.targets import in_natural_order, sources_for
 from weightlint.finding import Finding
 from weightlint.record import TensorRecord
 from weightlint.sources.base import Problem
-from weightlint.stats import TensorStats
+from weightlint.stats import TensorStats, is_giant
 
 @dataclass
 class TensorPair:
@@ -82,7 +83,7 @@ class DiffSession(Session):
             self.old_paths, self.old_sources = list(self.old_summary.paths), []
         else:
             with limits.using(self.config.limits):
-                self.old_paths, self.old_sources, notes = _sources_for(list(old), architecture=False)
+                self.old_paths, self.old_sources, notes = sources_for(list(old), architecture=False)
             self.notes.extend(notes)
 
     def _run(self) -> Report:
@@ -94,7 +95,7 @@ class DiffSession(Session):
             old_records = self.old_summary.records
         new_records, new_problems = self._read_sources()
         problems.extend(new_problems)
-        new_records = _in_natural_order(new_records)
+        new_records = in_natural_order(new_records)
         report = Report(paths=self.old_paths + self.paths, sources=self.old_sources + self.sources,
                         records=new_records, findings=[], tensors={}, rules=self.rules, config=self.config,
                         device="cpu", seconds=0.0, mode="diff",
@@ -180,14 +181,11 @@ class DiffSession(Session):
                 yield TensorPair(old_of[record.name], record, compare(old_summaries[record.name], summary))
 
     def _summary_of(self, record: TensorRecord, problems: list[Problem]) -> TensorSummary | None:
-        """One pass over the tensor in chunks when its source reads them (spectra need it whole)."""
+        """One pass over the tensor in chunks when its source reads them (spectra need it whole,
+        unless it is a giant one, whose spectra come from row blocks)."""
+        if record.chunks is not None and (is_giant(record) or not (self.spectra and record.is_matrix)):
+            return _chunked_summary(record, self.spectra, problems)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            if record.chunks is not None and not (self.spectra and record.is_matrix):
-                try:
-                    return summarize_chunks(record, _chunks_of(record))
-                except UnreadableTensor as failure:
-                    problems.append(failure.problem)
-                    return None
             values = _values(record, problems)
             return summarize(record, values, self.spectra) if values is not None else None
 
@@ -204,6 +202,17 @@ class SummarySession(Session):
 
     def _check_tensor(self, record: TensorRecord, values: Any = None,
                       load_error: Exception | None = None) -> tuple[list[Finding], dict, Problem | None]:
+        if values is None and load_error is None and is_giant(record, self.device):
+            # Checked in row blocks, then summarized in a pass of its own: never in memory whole.
+            result = super()._check_tensor(record)
+            if result[2] is None:
+                problems: list[Problem] = []
+                summary = _chunked_summary(record, self.spectra, problems)
+                if summary is not None:
+                    self.summary.tensors[record.name] = summary
+                elif problems:
+                    result = (result[0], result[1], problems[0])
+            return result
         if record.is_judged and values is None and load_error is None:
             try:
                 values = TensorStats.load_values(record, self.device)
@@ -254,16 +263,33 @@ def _values(record: TensorRecord, problems: list[Problem]) -> Any:
         return None
 
 
+def _chunked_summary(record: TensorRecord, spectra: bool, problems: list[Problem]) -> TensorSummary | None:
+    """A summary from one pass in chunks, with spectra from row blocks (a giant matrix's)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            summary = summarize_chunks(record, _chunks_of(record))
+        except UnreadableTensor as failure:
+            problems.append(failure.problem)
+            return None
+        if spectra and summary.finite and record.is_matrix:
+            summary.condition_number, summary.stable_rank = spectra_of(record)
+    return summary
+
+
 def compare_pairs(pairs: Sequence[tuple[TensorRecord, TensorRecord]], spectra: bool,
                   problems: list[Problem]) -> Iterator[TensorPair]:
     """Each (old, new) pair with its exact change statistics: read in chunks side by side when
-    both sources can, else one pair of whole tensors in memory at a time (spectra need them)."""
+    both sources can, else one pair of whole tensors in memory at a time (spectra need them, but
+    for giant matrices, whose spectra come from row blocks)."""
     for old, new in pairs:
-        whole = spectra and new.is_matrix
+        giant = is_giant(old) or is_giant(new)
+        whole = spectra and new.is_matrix and not giant
         if not whole and old.chunks is not None and new.chunks is not None:
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     stats = chunked_change_statistics(zip(_chunks_of(old), _chunks_of(new)))
+                    if spectra and new.is_matrix and stats["finite"]:
+                        stats.update(spectral_change(spectra_of(old), spectra_of(new)))
             except UnreadableTensor as failure:
                 problems.append(failure.problem)
                 continue

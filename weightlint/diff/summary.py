@@ -81,12 +81,13 @@ def summarize(record: TensorRecord, values: Any, spectra: bool = False) -> Tenso
     return summary
 
 
-def spectra_of(record: TensorRecord, values: Any) -> tuple[float | None, float | None]:
-    """The condition number and stable rank of a matrix (one SVD, the statistics' own)."""
-    from weightlint.stats import TensorStats
+def spectra_of(record: TensorRecord, values: Any = None) -> tuple[float | None, float | None]:
+    """The condition number and stable rank of a matrix (one SVD, the statistics' own); without
+    ``values``, read by the statistics (a giant matrix in row blocks)."""
+    from weightlint.stats import stats_for
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        spectral = TensorStats(record, "cpu", values=values).spectral
+        spectral = stats_for(record, "cpu", values=values).spectral
     return spectral.get("condition_number"), spectral.get("stable_rank")
 
 

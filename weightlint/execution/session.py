@@ -1,5 +1,6 @@
-"""A session: resolve the targets, read their tensors, check them through the rules, and build the
-report. Scheduling, the findings policy, devices and errors live beside it in this package."""
+"""A session: read the targets' tensors, check them through the rules, and build the report.
+Reading the targets (:mod:`.targets`), scheduling (:mod:`.scheduling`, :mod:`.ray_executor`), the
+findings policy, the report, devices and errors live beside it in this package."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ from weightlint.config import PROFILES, CheckContext, Config, limits, selector_m
 from weightlint.adapter.update import part_of
 from weightlint.execution.device import resolve_device
 from weightlint.execution.errors import RuleError, UsageError, internal_problem
+from weightlint.execution.targets import in_natural_order, inside_targets, scan_only_problems, sources_for
 from weightlint.execution.policy import FindingPolicy
 from weightlint.execution.report import ModelView, Report, record_key
 from weightlint.execution.scheduling import Progress, TensorStream, available_cores
 from weightlint.finding import Finding, Severity
-from weightlint.formatting import natural_key
 from weightlint.plugins import build_plugin_manager, collect_rules
 from weightlint.record import TensorRecord
 from weightlint.rule import Rule
-from weightlint.sources import LOOKED_FOR, MemorySource, Problem, Source, resolve
-from weightlint.sources.base import display_path, limit_problem
+from weightlint.sources import Problem
+from weightlint.sources.base import limit_problem
 from weightlint.stats import TensorStats, stats_for
 
 if TYPE_CHECKING:
@@ -34,42 +35,6 @@ if TYPE_CHECKING:
 ALWAYS_COMPUTED = ("finite", "norms", "sparsity")
 # The plans a run can make, and the statistics group each needs.
 PLANS = {"quant": "quantization", "lowrank": "spectral"}
-
-
-def _sources_for(targets: Iterable[Any], architecture: bool = True) -> tuple[list[str], list[Source], list[str]]:
-    """(paths as given, sources, notes): a folder without weight files is a note saying what was
-    looked for."""
-    paths, sources, notes = [], [], []
-    for target in targets:
-        if isinstance(target, (str, os.PathLike)):
-            try:
-                found = resolve(target, architecture=architecture)
-            except FileNotFoundError:
-                raise UsageError(f"{os.fspath(target)}: no such file or directory") from None
-            paths.append(os.fspath(target))
-            sources.extend(found)
-            if not found and os.path.isdir(target):
-                notes.append(f"{display_path(target)}: no weight files found in the folder or its subfolders "
-                             f"(looked for {LOOKED_FOR})")
-        else:
-            source = MemorySource(target)
-            paths.append(source.path)
-            sources.append(source)
-    return paths, sources, notes
-
-
-def _in_natural_order(records: list[TensorRecord]) -> list[TensorRecord]:
-    """Records of a file stored in text order (safetensors writers sort names: blk.0, blk.1,
-    blk.10 …) in natural order instead (blk.2 before blk.10), so every report lists layers the way
-    a person counts them. A file in any other order (a state dict's module order, a graph's) keeps it."""
-    by_file: dict[str, list[TensorRecord]] = {}
-    for record in records:
-        by_file.setdefault(record.file, []).append(record)
-    ordered = []
-    for group in by_file.values():
-        names = [record.name for record in group]
-        ordered.extend(sorted(group, key=lambda r: natural_key(r.name)) if names == sorted(names) else group)
-    return ordered
 
 
 def _flatten(results: Iterable[Any]) -> list[Finding]:
@@ -103,40 +68,6 @@ def _check_selectors(config: Config, rules: dict[str, Rule]) -> None:
                 raise UsageError(f"--{option} {selector}: no rule has this code or name{hint}")
 
 
-def _scan_only_problems(source: Source) -> list[Problem]:
-    """WL002 (or why not) for the pickles beside a source that are only checked for unsafe globals;
-    one that pickles nothing but inert trainer state gets a note instead."""
-    from weightlint.sources.torch_pickle import scan_problem
-
-    problems = []
-    for path in source.scan_only:
-        try:
-            problem = scan_problem(path)
-        except limits.LimitExceeded as error:
-            problem = limit_problem(display_path(path), error)
-        except Exception as error:
-            problem = internal_problem(path, error)
-        if problem is not None and problem.detail.get("inert"):  # healthy trainer state: a note, not a finding
-            source.notes.append(f"{problem.file}: {problem.reason}")
-        elif problem is not None:
-            problems.append(problem)
-    return problems
-
-
-def _inside_targets(config_path: str, targets: Sequence[Any]) -> bool:
-    """Whether a configuration file lies in a scanned folder (or beside a scanned file): then it
-    may have come with the download it configures."""
-    config_folder = os.path.dirname(os.path.abspath(config_path))
-    for target in targets:
-        if not isinstance(target, (str, os.PathLike)):
-            continue
-        path = os.path.abspath(os.fspath(target))
-        folder = path if os.path.isdir(path) else os.path.dirname(path)
-        if config_folder == folder or config_folder.startswith(folder + os.sep):
-            return True
-    return False
-
-
 class Session:
     """One run over some targets with one configuration."""
 
@@ -156,7 +87,7 @@ class Session:
         # What the command line (or the API) alone asked for: the only say over unsafe-pickle
         # findings when the configuration file lies inside a scanned folder.
         command_line = copy.deepcopy(self.config)
-        untrusted_config = config_file is not None and _inside_targets(config_file.path, targets)
+        untrusted_config = config_file is not None and inside_targets(config_file.path, targets)
         if config_file is not None:
             configfile.apply(config_file, self.config, self.rules)
         _check_selectors(self.config, self.rules)
@@ -186,7 +117,7 @@ class Session:
         # spares the import of transformers.
         architecture = self.manager.get_plugin("architecture") is not None
         with limits.using(self.config.limits):
-            self.paths, self.sources, self.notes = _sources_for(targets, architecture)
+            self.paths, self.sources, self.notes = sources_for(targets, architecture)
         self.stream = TensorStream(self._check_tensor, self.jobs, self.cores, self.device, progress)
         if self.config.executor == "ray":
             self.stream = self._ray_stream(command_line, config_file, progress)
@@ -230,13 +161,13 @@ class Session:
                 problems.append(limit_problem(where, error))
             except Exception as error:
                 problems.append(internal_problem(where, error))
-            problems.extend(_scan_only_problems(source))
+            problems.extend(scan_only_problems(source))
         return records, problems
 
     def _run(self) -> Report:
         started = time.perf_counter()
         records, problems = self._read_sources()
-        records = _in_natural_order(records)
+        records = in_natural_order(records)
         annotate_sources(self.sources, records)  # module types, layouts and ties from config.json, before any rule
         report = Report(paths=self.paths, sources=self.sources, records=records, findings=[],
                         tensors={}, rules=self.rules, config=self.config, device=self.device, seconds=0.0,

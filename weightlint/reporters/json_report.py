@@ -23,6 +23,7 @@ def document(report) -> dict[str, Any]:
         "findings": [finding.to_dict() for finding in report.findings],
         "tensors": report.tensors,
         **({"adapters": report.adapters} if report.adapters else {}),
+        **({"steps": report.steps} if report.steps else {}),
         **({"plans": {name: plan.to_json() for name, plan in report.plans.items()}} if report.plans else {}),
         "suppressed": [{**finding.to_dict(), "suppressed_by": reason}
                        for finding, reason in zip(report.suppressed, report.suppression_reasons)],
