@@ -63,6 +63,12 @@ def planted(rng, kind: str) -> np.ndarray:
         matrix[:, 7] = 0
         matrix[1500, 9], matrix[100, 1] = np.nan, -np.inf
         return matrix
+    if kind == "long-rows-nonfinite":
+        matrix = trained_like(rng, 6, 40000)
+        matrix[2] = 0
+        matrix[:, 39999] = 0
+        matrix[4, 30001] = np.nan
+        return matrix
     if kind == "zero-lines":
         matrix = trained_like(rng, 2048, 256)
         matrix[[5, 1999]] = 0
@@ -71,6 +77,7 @@ def planted(rng, kind: str) -> np.ndarray:
     return {"tall": lambda: trained_like(rng, 4096, 256), "wide": lambda: trained_like(rng, 256, 4096),
             "square": lambda: trained_like(rng, 1024, 1024),
             "conv": lambda: trained_like(rng, 256, 1152).reshape(256, 128, 3, 3),
+            "long-rows": lambda: trained_like(rng, 6, 40000),  # rows longer than a block: pieces of rows
             "ill-conditioned": lambda: ill_conditioned(rng, 2048, 128).astype(np.float32),
             "float64": lambda: ill_conditioned(rng, 2048, 128),
             "zeros": lambda: np.zeros((2048, 256), dtype=np.float32)}[kind]()
@@ -106,18 +113,26 @@ def assert_same(whole, parts, where: str = "", floor: float = 0.0) -> None:
 
 @pytest.fixture
 def small_blocks(monkeypatch):
+    """Blocks of 64k values: a few-megabyte tensor spans many."""
     monkeypatch.setattr(blocked, "BLOCK_VALUES", 1 << 16)
 
 
 @pytest.mark.parametrize("kind", ["tall", "wide", "square", "conv", "nonfinite", "zero-lines", "ill-conditioned",
-                                  "float64", "zeros"])
-def test_blocked_statistics_equal_the_whole_computation(tmp_path, small_blocks, kind):
+                                  "float64", "zeros", "long-rows", "long-rows-nonfinite"])
+@pytest.mark.parametrize("random_access", [True, False], ids=["ranges", "passes"])
+def test_blocked_statistics_equal_the_whole_computation(tmp_path, monkeypatch, kind, random_access):
+    """Column panels of wide matrices read where they lie (``record.ranges``) or gathered in passes."""
+    monkeypatch.setattr(blocked, "BLOCK_VALUES", 1 << 16 if "long-rows" not in kind else 12_345)
     values = planted(np.random.default_rng(3), kind)
     path = tmp_path / f"{kind}.safetensors"
     save_file({"layer.weight": values}, str(path))
     whole_stats = TensorStats(record_of(path))
     whole = {group: getattr(whole_stats, group) for group in GROUPS}
-    parts_stats = BlockedTensorStats(record_of(path))
+    record = record_of(path)
+    if not random_access:
+        record.ranges = None
+    parts_stats = BlockedTensorStats(record)
+    assert parts_stats.whole_rows == ("long-rows" not in kind)
     parts_stats.read()
     parts = {group: getattr(parts_stats, group) for group in GROUPS}
     assert "values" not in parts_stats.__dict__  # never held whole
@@ -125,12 +140,16 @@ def test_blocked_statistics_equal_the_whole_computation(tmp_path, small_blocks, 
     if kind == "nonfinite":
         assert parts["finite"]["first_nonfinite_index"] == [100, 1]
         assert parts["sparsity"]["zero_rows"] == [5] and parts["sparsity"]["zero_columns"] == [7]
+    if kind == "long-rows-nonfinite":
+        assert parts["finite"]["first_nonfinite_index"] == [4, 30001]
+        assert parts["sparsity"]["zero_rows"] == [2] and parts["sparsity"]["zero_columns"] == [39999]
 
 
-def test_bfloat16_in_out_layout_and_order_statistics(tmp_path, small_blocks):
+@pytest.mark.parametrize("shape", [(3072, 384), (384, 3072), (4, 50000)])
+def test_bfloat16_in_out_layout_and_order_statistics(tmp_path, small_blocks, shape):
     """A bf16 matrix stored (in, out), as GPT-2's Conv1D: per-channel scales run along stored columns."""
     path = tmp_path / "conv1d.safetensors"
-    write_bf16(path, "h.0.attn.c_attn.weight", trained_like(np.random.default_rng(4), 3072, 384))
+    write_bf16(path, "h.0.attn.c_attn.weight", trained_like(np.random.default_rng(4), *shape))
     whole_stats = TensorStats(record_of(path, "in_out"))
     parts_stats = BlockedTensorStats(record_of(path, "in_out"))
     parts = {group: getattr(parts_stats, group) for group in GROUPS}
@@ -228,3 +247,43 @@ def test_diff_and_watch_of_giant_matrices_never_load_them_whole(tmp_path, monkey
                 assert parts[key] == pytest.approx(value, rel=SPECTRAL_TOLERANCE), key
             else:
                 assert parts[key] == value, key
+
+
+def test_a_file_cut_between_passes_is_wl001(tmp_path, monkeypatch, small_blocks):
+    """A giant tensor's file that fails on a later pass (truncated, removed) is the file's problem,
+    WL001, as when its first read fails, not an internal error."""
+    from weightlint.sources import safetensors_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"model.embed_tokens.weight": trained_like(np.random.default_rng(9), 4096, 256)}, str(path))
+    monkeypatch.setattr(blocked, "WHOLE_TENSOR_VALUES", 1 << 18)
+    passes = []
+    read_chunks = safetensors_file.read_chunks
+
+    def failing_later(*arguments):
+        passes.append(1)
+        if len(passes) >= 3:
+            raise EOFError("unexpected end of file at byte 123")
+        yield from read_chunks(*arguments)
+
+    monkeypatch.setattr(safetensors_file, "read_chunks", failing_later)
+    report = check(str(path), select=["ALL"])
+    assert [(f.code, f.tensor) for f in report.findings] == [("WL001", "model.embed_tokens.weight")]
+    assert "unexpected end of file" in report.findings[0].message and len(passes) >= 3
+
+
+def test_a_giant_pair_with_one_side_in_a_pickle_keeps_its_spectra(tmp_path, monkeypatch, small_blocks):
+    """The old side read in chunks (safetensors), the new one only whole (a PyTorch pickle): the
+    pair is compared whole, spectra included, as any pair without chunks on both sides."""
+    import torch
+
+    from weightlint.diff.engine import diff
+
+    values = trained_like(np.random.default_rng(10), 4096, 256)
+    save_file({"w.weight": values}, str(tmp_path / "old.safetensors"))
+    torch.save({"w.weight": torch.from_numpy(values * 1.01)}, tmp_path / "new.pt")
+    expected = diff(str(tmp_path / "old.safetensors"), str(tmp_path / "new.pt")).tensors["w.weight"]["diff"]
+    monkeypatch.setattr(blocked, "WHOLE_TENSOR_VALUES", 1 << 18)
+    changed = diff(str(tmp_path / "old.safetensors"), str(tmp_path / "new.pt")).tensors["w.weight"]["diff"]
+    assert "condition_number_ratio" in changed
+    assert changed == pytest.approx(expected, rel=1e-9)

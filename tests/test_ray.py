@@ -215,7 +215,7 @@ def test_ctrl_c_cancels_the_tasks_and_reports_what_finished(tmp_path):
     from weightlint.config import Config
     from weightlint.execution.session import Session
 
-    folder = sharded(tmp_path / "model", size=900, columns=900)
+    folder = sharded(tmp_path / "model", size=1500, columns=1500)  # tasks of seconds each
     arrived: list[int] = []
 
     def progress(record, done, total):
@@ -227,7 +227,7 @@ def test_ctrl_c_cancels_the_tasks_and_reports_what_finished(tmp_path):
     checked = {name for name, entry in report.tensors.items() if "norms" in entry}
     assert len(checked) == 6  # one shard's tensors, whole
     assert "WL502" not in {f.code for f in report.findings}  # a model-level rule: not run
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 3  # cancelled (their workers killed), not left to finish
     while time.monotonic() < deadline:
         running = [p for p in psutil.process_iter(["cmdline"])
                    if any("_check_records" in part for part in (p.info["cmdline"] or []))]
@@ -263,3 +263,24 @@ def test_sigint_to_the_command_line_exits_2_with_the_report(tmp_path):
     assert "interrupted" in stderr
     written = json.loads(out.read_text())
     assert written["summary"]["interrupted"] is True and written["summary"]["exit_code"] == 2
+
+
+def test_watch_on_ray_skips_a_checkpoint_deleted_after_it_was_found(tmp_path):
+    """A pair whose checkpoint is gone when its task runs (save_total_limit) is not retried in
+    vain: the task returns the failure, the pair is tried here, and then left out with a note;
+    the rest of the run is reported."""
+    import shutil
+
+    from weightlint.config import Config
+    from weightlint.diff.watch import Checkpoint, Watch
+    from weightlint.execution.ray_executor import TaskFailed, run_session
+
+    run = checkpoint_run(tmp_path / "run", steps=(100, 200, 300))
+    shutil.rmtree(run / "checkpoint-200")
+    failed = run_session("diff", ([str(run / "checkpoint-200")], [str(run / "checkpoint-300")]), Config(), None, False)
+    assert isinstance(failed, TaskFailed) and "no such file" in str(failed)
+    watch = Watch([str(run)], Config(executor="ray"))
+    gone = Checkpoint(200, str(run / "checkpoint-200"))
+    call = ("diff", ([str(run / "checkpoint-100")], [gone.path]), Config(), None, False)
+    assert watch._compared_here(gone, call, failed) is None
+    assert watch.notes == [f"checkpoint-200: not compared ({failed})"]

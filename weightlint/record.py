@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from weightlint.dtypes import DType, from_torch
 from weightlint.dtypes import dtype as dtype_named
@@ -36,6 +36,9 @@ class TensorRecord:
     # chunks(n): the data as float32 (float64 kept) chunks of at most n values, in order, each valid
     # until the next is asked for (reused buffers). None: the source only loads whole tensors.
     chunks: Callable[[int], Iterator[Any]] | None = field(default=None, repr=False)
+    # ranges([(start, count), ...]): the values [start, start + count) in storage order, as float32
+    # (float64 kept), one array per range (random access for a wide matrix's column panels).
+    ranges: Callable[[Sequence[tuple[int, int]]], Iterator[Any]] | None = field(default=None, repr=False)
     format: str = "unknown"
     layout: str | None = None  # "out_in" or "in_out"; None: guess from the name
     metadata: dict[str, Any] = field(default_factory=dict)

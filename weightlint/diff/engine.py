@@ -134,6 +134,7 @@ class DiffSession(Session):
         Yields in the view's order once every task is back (or Ctrl-C: those that finished)."""
         import os
         from collections import defaultdict
+        from contextlib import closing
 
         from weightlint.execution.errors import internal_problem
         from weightlint.execution.ray_executor import TaskFailed, TaskRunner, compare_files
@@ -150,16 +151,18 @@ class DiffSession(Session):
                   self.spectra, self.config.limits)
                  for (old_path, new_path), pairs in groups]
         runner = TaskRunner(self.config.ray_address, compare_files)
+        weights = [sum(new.numel for _, new in group) for _, group in groups]
         try:
-            for index, result in runner.run(calls, [sum(new.numel for _, new in group) for _, group in groups]):
-                if isinstance(result, TaskFailed):
-                    problems.append(internal_problem(groups[index][1][0][1].file, RuntimeError(
-                        f"the Ray task failed on every try: {result}")))
-                    continue
-                compared, task_problems = result
-                problems.extend(task_problems)
-                old_file = groups[index][1][0][0].file
-                stats_of.update({(old_file, name): stats for name, stats in compared})
+            with closing(runner.run(calls, weights)) as finished:
+                for index, result in finished:
+                    if isinstance(result, TaskFailed):
+                        problems.append(internal_problem(groups[index][1][0][1].file, RuntimeError(
+                            f"the Ray task failed on every try: {result}")))
+                        continue
+                    compared, task_problems = result
+                    problems.extend(task_problems)
+                    old_file = groups[index][1][0][0].file
+                    stats_of.update({(old_file, name): stats for name, stats in compared})
         except KeyboardInterrupt:
             yield from _pairs_in_order(view.comparable, stats_of)
             raise
@@ -282,9 +285,9 @@ def compare_pairs(pairs: Sequence[tuple[TensorRecord, TensorRecord]], spectra: b
     both sources can, else one pair of whole tensors in memory at a time (spectra need them, but
     for giant matrices, whose spectra come from row blocks)."""
     for old, new in pairs:
-        giant = is_giant(old) or is_giant(new)
-        whole = spectra and new.is_matrix and not giant
-        if not whole and old.chunks is not None and new.chunks is not None:
+        chunked = old.chunks is not None and new.chunks is not None
+        whole = spectra and new.is_matrix and not (chunked and (is_giant(old) or is_giant(new)))
+        if not whole and chunked:
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     stats = chunked_change_statistics(zip(_chunks_of(old), _chunks_of(new)))
@@ -301,7 +304,7 @@ def compare_pairs(pairs: Sequence[tuple[TensorRecord, TensorRecord]], spectra: b
             continue
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             stats = change_statistics(np.asarray(old_values), np.asarray(new_values))
-            if whole and stats["finite"]:
+            if spectra and new.is_matrix and stats["finite"]:
                 stats.update(spectral_change(spectra_of(old, old_values), spectra_of(new, new_values)))
         del old_values, new_values
         yield TensorPair(old, new, stats)

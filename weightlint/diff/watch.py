@@ -174,6 +174,7 @@ class Watch:
         and summarized in another. Reports are taken in step order as they come in; Ctrl-C keeps
         the checkpoints whose reports (and those of every one before) are back."""
         import copy
+        from contextlib import closing
 
         from weightlint.diff.engine import screening
         from weightlint.execution.ray_executor import TaskFailed, TaskRunner, run_session
@@ -194,16 +195,34 @@ class Watch:
         runner = TaskRunner(self.config.ray_address, run_session)
         reports: dict[int, Any] = {}
         next_position = 0
-        for index, report in runner.run(calls, [len(jobs) - index for index in range(len(jobs))]):
-            if isinstance(report, TaskFailed):  # failed on every try: done here, as locally
-                self.notes.append(f"{jobs[index][1].name}: the Ray task failed ({report}); compared on this machine")
-                report = run_session(*calls[index])
-            reports[index] = report
-            while next_position in reports:
-                previous, checkpoint = jobs[next_position]
-                self._record(previous, checkpoint, reports.pop(next_position))
-                done.append(checkpoint)
-                next_position += 1
+        with closing(runner.run(calls, [len(jobs) - index for index in range(len(jobs))])) as finished:
+            for index, report in finished:
+                if isinstance(report, TaskFailed):
+                    report = self._compared_here(jobs[index][1], calls[index], report)
+                reports[index] = report
+                while next_position in reports:
+                    previous, checkpoint = jobs[next_position]
+                    report = reports.pop(next_position)
+                    if report is not None:
+                        self._record(previous, checkpoint, report)
+                    done.append(checkpoint)
+                    next_position += 1
+
+    def _compared_here(self, checkpoint: Checkpoint, call: tuple, failure: Any) -> Report | None:
+        """A pair whose Ray task failed: compared on this machine, as locally; None (and a note) when
+        that fails too (a checkpoint deleted since it was found: the pairs it is part of are skipped)."""
+        from weightlint.execution.errors import UsageError
+        from weightlint.execution.ray_executor import TaskFailed, run_session
+
+        try:
+            report = run_session(*call)
+        except (UsageError, OSError) as error:
+            report = TaskFailed(str(error))
+        if isinstance(report, TaskFailed):
+            self.notes.append(f"{checkpoint.name}: not compared ({report})")
+            return None
+        self.notes.append(f"{checkpoint.name}: the Ray task failed ({failure}); compared on this machine")
+        return report
 
     def _record(self, previous: Checkpoint | None, checkpoint: Checkpoint, report: Report) -> None:
         if previous is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from contextlib import closing
 from typing import Any, Callable, Iterator, Sequence
 
 from weightlint.execution.errors import UsageError
@@ -60,6 +61,8 @@ class TaskRunner:
         self.task = self.ray.remote(num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=True)(function)
 
     def run(self, calls: Sequence[tuple], weights: Sequence[int]) -> Iterator[tuple[int, Any]]:
+        """Use it closed (``contextlib.closing``): however the caller stops (Ctrl-C in its own loop
+        body, an error), closing cancels the tasks still pending."""
         order = sorted(range(len(calls)), key=lambda index: -weights[index])
         tasks = {self.task.remote(*calls[index]): index for index in order}
         pending = list(tasks)
@@ -71,10 +74,9 @@ class TaskRunner:
                 except (self.ray.exceptions.RayTaskError, self.ray.exceptions.RayError) as error:
                     result = TaskFailed(_first_line(error))
                 yield tasks[finished[0]], result
-        except KeyboardInterrupt:
+        finally:
             for task in pending:
                 self.ray.cancel(task, force=True)
-            raise
 
 
 def _first_line(error: Exception) -> str:
@@ -152,15 +154,16 @@ class RayExecutor:
         weights = [sum(r.numel for r in group) for _, group in groups]
         total, done = sum(r.numel for r in records) or 1, 0
         try:
-            for index, checked in self.runner.run(calls, weights):
-                group = groups[index][1]
-                if isinstance(checked, TaskFailed):
-                    checked = self._failed(group, checked)
-                for name, result in checked:
-                    results[(group[0].file, name)] = result
-                done += weights[index]
-                if self.progress:
-                    self.progress(group[-1], done, total)
+            with closing(self.runner.run(calls, weights)) as finished:
+                for index, checked in finished:
+                    group = groups[index][1]
+                    if isinstance(checked, TaskFailed):
+                        checked = self._failed(group, checked)
+                    for name, result in checked:
+                        results[(group[0].file, name)] = result
+                    done += weights[index]
+                    if self.progress:
+                        self.progress(group[-1], done, total)
         except KeyboardInterrupt:
             yield from self._in_order(records, results)
             raise
@@ -225,9 +228,14 @@ def _records_in(path: str, shown: str, problems: list[Any]) -> dict[str, TensorR
 
 def run_session(kind: str, arguments: tuple, config: Any, config_file: Any, spectra: bool) -> Any:
     """On a worker: one whole session of ``watch`` (``summary``: a first checkpoint checked and
-    summarized; ``diff``: a pair of checkpoints compared), its report returned."""
+    summarized; ``diff``: a pair of checkpoints compared), its report returned. A checkpoint gone
+    since it was found is a :class:`TaskFailed` (retrying would not bring it back)."""
     from weightlint.diff.engine import DiffSession, SummarySession
 
-    if kind == "summary":
-        return SummarySession(list(arguments[0]), config, config_file=config_file, spectra=spectra).run()
-    return DiffSession(list(arguments[0]), list(arguments[1]), config, config_file=config_file, spectra=spectra).run()
+    try:
+        if kind == "summary":
+            return SummarySession(list(arguments[0]), config, config_file=config_file, spectra=spectra).run()
+        return DiffSession(list(arguments[0]), list(arguments[1]), config, config_file=config_file,
+                           spectra=spectra).run()
+    except UsageError as error:
+        return TaskFailed(str(error))

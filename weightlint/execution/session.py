@@ -26,7 +26,7 @@ from weightlint.record import TensorRecord
 from weightlint.rule import Rule
 from weightlint.sources import Problem
 from weightlint.sources.base import limit_problem
-from weightlint.stats import TensorStats, stats_for
+from weightlint.stats import TensorStats, UnreadableData, stats_for
 
 if TYPE_CHECKING:
     from weightlint.config.file import RawConfig
@@ -267,7 +267,12 @@ class Session:
                 computed = stats.computed()
                 if "lowrank" in self.plans and "spectral" in computed and computed["spectral"].get("sv_max"):
                     computed["lowrank"] = self._low_rank(record, stats)
+        except UnreadableData as error:  # a giant tensor's later pass: the file's problem, as a first read
+            return [], {}, Problem("unreadable", record.file, f"tensor data unreadable: {error}", tensor=record.name)
         except RuleError as error:
+            if isinstance(error.original, UnreadableData):
+                return [], {}, Problem("unreadable", record.file, f"tensor data unreadable: {error.original}",
+                                       tensor=record.name)
             if not error.builtin:
                 raise
             return [], {}, internal_problem(record.file, error.original, tensor=record.name)

@@ -27,7 +27,7 @@ import numpy as np
 from weightlint import dtypes
 from weightlint.config import limits
 from weightlint.record import TensorRecord
-from weightlint.sources.safetensors_file import read_chunks
+from weightlint.sources.safetensors_file import read_chunks, read_ranges
 from weightlint.sources.base import (
     Item,
     Problem,
@@ -121,9 +121,11 @@ def _item(tensor: Any, path: str, shown: str, header: dict[str, Any], byte_order
     where = (path, int(tensor.data_offset), int(tensor.n_bytes))
     if kind in DIRECT_FLOATS or kind in DIRECT_INTEGERS:
         dtype = DIRECT_FLOATS.get(kind) or DIRECT_INTEGERS[kind]
-        chunks = partial(read_chunks, *where, dtype) if kind in DIRECT_FLOATS and byte_order == "<" else None
+        in_pieces = kind in DIRECT_FLOATS and byte_order == "<"
         return TensorRecord(name=tensor.name, shape=shape, dtype=dtype, file=shown,
-                            load=partial(_read_direct, where, dtype, shape, byte_order), chunks=chunks,
+                            load=partial(_read_direct, where, dtype, shape, byte_order),
+                            chunks=partial(read_chunks, *where, dtype) if in_pieces else None,
+                            ranges=partial(read_ranges, where[0], where[1], dtype) if in_pieces else None,
                             format="gguf", metadata=metadata)
     if byte_order != "<" or not can_dequantize(tensor.tensor_type):
         return Problem("unsupported-tensor", shown,

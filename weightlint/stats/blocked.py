@@ -39,6 +39,11 @@ _DIGIT_BITS = 16
 SELECT_PIECE_VALUES = 1 << 20  # values whose sort keys and digits are made at once
 
 
+class UnreadableData(Exception):
+    """A block could not be read (the file was cut or removed after the first pass): the file's
+    problem (WL001), not a failure of the statistics."""
+
+
 def is_giant(record: TensorRecord, device: str = "cpu") -> bool:
     """Whether this record is checked in row blocks: judged, larger than ``WHOLE_TENSOR_VALUES``,
     readable in chunks, on the CPU (a GPU holds its own memory)."""
@@ -60,9 +65,13 @@ class BlockedTensorStats(TensorStats):
         super().__init__(record, device)
         self.rows = max(record.stored_rows, 1)
         self.columns = record.numel // self.rows
-        # Whole rows, a multiple of the backend's own blocks so that its float32 partial sums are the same.
+        # Whole rows while they fit a block (a multiple of the backend's own pieces, so that its
+        # float32 partial sums are those of the whole computation when the row length divides them);
+        # a longer row (a stack of experts stored as a few huge rows) comes in pieces of one row.
+        self.whole_rows = self.columns <= BLOCK_VALUES
         piece = max(1, BACKEND_BLOCK_VALUES // max(self.columns, 1))
         self.rows_per_block = max(piece, BLOCK_VALUES // max(self.columns, 1) // piece * piece)
+        self.block_values = self.rows_per_block * self.columns if self.whole_rows else BLOCK_VALUES
 
     @property
     def xp(self) -> Any:
@@ -72,17 +81,32 @@ class BlockedTensorStats(TensorStats):
         self.extremes  # noqa: B018 - one pass over every byte: a truncated file fails here
 
     # -- passes -------------------------------------------------------------------------------
-    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(first stored row, block of whole stored rows as a matrix): each valid until the next."""
-        row = 0
-        for chunk in self.record.chunks(self.rows_per_block * self.columns):
-            block = chunk.reshape(-1, self.columns)
-            yield row, block
-            row += block.shape[0]
+    def blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(first stored row, first column, block as a matrix), in storage order, each valid until
+        the next: whole rows, or pieces of one row when rows are longer than a block."""
+        position = 0
+        chunks = self.record.chunks(self.block_values)
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except Exception as error:
+                raise UnreadableData(str(error)) from error
+            if chunk is None:
+                return
+            if self.whole_rows:
+                yield position // self.columns, 0, chunk.reshape(-1, self.columns)
+            else:  # split at row ends: a chunk is never longer than a row
+                done = 0
+                while done < chunk.size:
+                    row, column = divmod(position + done, self.columns)
+                    width = min(chunk.size - done, self.columns - column)
+                    yield row, column, chunk[done:done + width].reshape(1, width)
+                    done += width
+            position += chunk.size
 
     def finite_blocks(self) -> Iterator[np.ndarray]:
         """The finite values of each block, flat."""
-        for _, block in self.blocks():
+        for _, _, block in self.blocks():
             flat = block.reshape(-1)
             yield flat if self.all_finite else flat[np.isfinite(flat)]
 
@@ -100,7 +124,7 @@ class BlockedTensorStats(TensorStats):
     @cached_property
     def extremes(self) -> tuple[float, float]:
         low, high, saw_nan = math.inf, -math.inf, False
-        for _, block in self.blocks():
+        for _, _, block in self.blocks():
             block_low, block_high = NUMPY.minmax(block)
             if math.isnan(block_low) or math.isnan(block_high):
                 saw_nan = True
@@ -113,10 +137,11 @@ class BlockedTensorStats(TensorStats):
         nan = posinf = neginf = 0
         first = None
         if not self.all_finite:
-            for row, block in self.blocks():
+            for row, column, block in self.blocks():
                 counts = NUMPY.nonfinite_counts(block)
                 if first is None and sum(counts):
-                    first = _index(row * self.columns + NUMPY.first_true(~np.isfinite(block)), self.record.shape)
+                    flat_index = row * self.columns + column + NUMPY.first_true(~np.isfinite(block))
+                    first = _index(flat_index, self.record.shape)
                 nan, posinf, neginf = nan + counts[0], posinf + counts[1], neginf + counts[2]
         total = nan + posinf + neginf
         return {"nan_count": nan, "posinf_count": posinf, "neginf_count": neginf, "nonfinite_count": total,
@@ -156,17 +181,18 @@ class BlockedTensorStats(TensorStats):
     @cached_property
     def sparsity(self) -> dict[str, Any]:
         nonzero = 0
-        zero_rows: list[int] = []
+        live_rows = np.zeros(self.rows, dtype=bool)
         live_columns = np.zeros(self.columns, dtype=bool)
-        for row, block in self.blocks():
+        for row, column, block in self.blocks():
             nonzero += NUMPY.count(block)
             if self.record.is_matrix:
                 live = block != 0
-                zero_rows.extend((row + np.flatnonzero(~live.any(axis=1))).tolist())
-                live_columns |= live.any(axis=0)
+                live_rows[row:row + block.shape[0]] |= live.any(axis=1)
+                live_columns[column:column + block.shape[1]] |= live.any(axis=0)
         zero_count = self.record.numel - nonzero
         group: dict[str, Any] = {"zero_count": zero_count, "zero_fraction": zero_count / max(self.record.numel, 1)}
         if self.record.is_matrix:
+            zero_rows = np.flatnonzero(~live_rows).tolist()
             zero_columns = np.flatnonzero(~live_columns).tolist()
             if self.record.is_in_out:
                 zero_rows, zero_columns = zero_columns, zero_rows
@@ -195,13 +221,13 @@ class BlockedTensorStats(TensorStats):
     @cached_property
     def dispersion(self) -> dict[str, Any]:
         def compute() -> dict[str, Any]:
-            row_energy = np.empty(self.rows, dtype=np.float64)
+            row_energy = np.zeros(self.rows, dtype=np.float64)
             column_energy = np.zeros(self.columns, dtype=np.float64)
             fourth = 0.0
-            for row, block in self.blocks():
+            for row, column, block in self.blocks():
                 rows, columns, block_fourth = line_energies(block)
-                row_energy[row:row + len(rows)] = rows
-                column_energy += columns
+                row_energy[row:row + len(rows)] += rows
+                column_energy[column:column + len(columns)] += columns
                 fourth += block_fourth
             if self.record.is_in_out:
                 row_energy, column_energy = column_energy, row_energy
@@ -236,8 +262,8 @@ class BlockedTensorStats(TensorStats):
     def fingerprint(self) -> str:
         step = max(1, self.record.numel // FINGERPRINT_SAMPLE)
         samples = []
-        for row, block in self.blocks():
-            start = row * self.columns
+        for row, column, block in self.blocks():
+            start = row * self.columns + column
             samples.append(block.reshape(-1)[(-start) % step::step].copy())
         norms = self.norms
         digest = hashlib.blake2b(digest_size=16)
@@ -250,7 +276,7 @@ class BlockedTensorStats(TensorStats):
     def content_hash(self) -> str:
         digest = hashlib.blake2b(digest_size=16)
         digest.update(f"{self.record.dtype}{tuple(self.record.shape)}".encode())
-        for _, block in self.blocks():
+        for _, _, block in self.blocks():
             digest.update(NUMPY.host_bytes(block))
         return digest.hexdigest()
 
@@ -318,23 +344,30 @@ class BlockedTensorStats(TensorStats):
             if absmax == 0:
                 return None
             scale = absmax / INT8_MAX
-            noise = sum(NUMPY.rounding_noise(block, scale) for _, block in self.blocks())
-        elif not self.record.is_in_out:  # output rows are stored rows: each block has its own scales
+            noise = sum(NUMPY.rounding_noise(block, scale) for _, _, block in self.blocks())
+        elif not self.record.is_in_out and self.whole_rows:  # output rows are stored rows, whole in each block
             noise, largest = 0.0, 0.0
-            for _, block in self.blocks():
+            for _, _, block in self.blocks():
                 row_max = NUMPY.row_absmax(block)
                 largest = max(largest, float(row_max.max()))
                 noise += NUMPY.rounding_noise(block, NUMPY.scale_rows(row_max, INT8_MAX))
             if largest == 0:
                 return None
-        else:  # output rows are stored columns: their maxima first, then the noise
-            column_max = np.zeros((self.columns, 1), dtype=self._value_dtype)
-            for _, block in self.blocks():
-                np.maximum(column_max, NUMPY.row_absmax(block.T), out=column_max)
-            if float(column_max.max()) == 0:
+        else:  # the output rows' maxima first (stored rows in pieces, or stored columns), then the noise
+            in_out = self.record.is_in_out
+            line_max = np.zeros((self.columns if in_out else self.rows, 1), dtype=self._value_dtype)
+            for row, column, block in self.blocks():
+                lines = slice(column, column + block.shape[1]) if in_out else slice(row, row + block.shape[0])
+                np.maximum(line_max[lines], NUMPY.row_absmax(block.T if in_out else block), out=line_max[lines])
+            if float(line_max.max()) == 0:
                 return None
-            scales = NUMPY.scale_rows(column_max, INT8_MAX)
-            noise = sum(NUMPY.rounding_noise(block.T, scales) for _, block in self.blocks())
+            scales = NUMPY.scale_rows(line_max, INT8_MAX)
+            noise = 0.0
+            for row, column, block in self.blocks():
+                if in_out:
+                    noise += NUMPY.rounding_noise(block.T, scales[column:column + block.shape[1]])
+                else:
+                    noise += NUMPY.rounding_noise(block, scales[row:row + block.shape[0]])
         if noise == 0:
             return math.inf
         return 10.0 * math.log10(signal / noise)
@@ -361,16 +394,26 @@ class BlockedTensorStats(TensorStats):
         """Row panels of the matrix's tall orientation (whose Gram matrix AᵀA is the small one):
         blocks of stored rows, or, for a wide stored matrix, its column panels gathered in one pass
         each and transposed."""
-        if self.rows >= self.columns:
-            for _, block in self.blocks():
+        if self.rows >= self.columns:  # then rows fit a block: a row longer than 16M values would need 16M rows
+            for _, _, block in self.blocks():
                 yield block
             return
         width = max(1, BLOCK_VALUES // self.rows)
         panel = np.empty((self.rows, min(width, self.columns)), dtype=self._value_dtype)
         for start in range(0, self.columns, width):
             stop = min(start + width, self.columns)
-            for row, block in self.blocks():
-                panel[row:row + block.shape[0], :stop - start] = block[:, start:stop]
+            if self.record.ranges is not None:  # each row's stretch read where it lies
+                stretches = [(row * self.columns + start, stop - start) for row in range(self.rows)]
+                try:
+                    for row, values in enumerate(self.record.ranges(stretches)):
+                        panel[row, :stop - start] = values
+                except Exception as error:
+                    raise UnreadableData(str(error)) from error
+            else:  # gathered in a pass over the blocks
+                for row, column, block in self.blocks():
+                    low, high = max(start, column), min(stop, column + block.shape[1])
+                    if low < high:
+                        panel[row:row + block.shape[0], low - start:high - start] = block[:, low - column:high - column]
             yield panel[:, :stop - start].T
 
 
