@@ -43,7 +43,7 @@ def write_embedding(path: Path, rows: int, cols: int, seed: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         handle.write(len(header).to_bytes(8, "little") + header)
-        step = 4096
+        step = max(1, (1 << 22) // cols)  # 4M values at a time
         for start in range(0, rows, step):
             count = min(step, rows - start)
             ranks = np.arange(start + 1, start + count + 1, dtype=np.float32)
@@ -96,7 +96,12 @@ def main() -> None:
     args = parser.parse_args()
     path = Path(args.model) if args.model else CACHE / f"embedding-{args.rows}x{args.cols}.safetensors"
     if not path.exists():
-        write_embedding(path, args.rows, args.cols)
+        # In a child: a child's peak RSS starts from its parent's (Linux keeps the high-water mark
+        # across fork and exec), so the checks below must not be forked from the writer.
+        subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                        "from giant_tensor import write_embedding; from pathlib import Path; "
+                        "write_embedding(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))",
+                        str(ROOT / "benchmarks"), str(path), str(args.rows), str(args.cols)], check=True)
     runs, reports = [], {}
     blocked_mode = str(args.blocked_from) if args.blocked_from else "blocked"
     for mode in (blocked_mode, "whole") if args.compare else (blocked_mode,):
@@ -118,7 +123,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results = results if isinstance(results, dict) and "runs" not in results else {}
-    results[Path(args.model).name if args.model else f"embedding-{args.rows}x{args.cols}"] = result
+    results[f"{path.parent.name}/{path.name}" if args.model else f"embedding-{args.rows}x{args.cols}"] = result
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
