@@ -157,18 +157,23 @@ def test_diff_on_ray_gives_the_local_report(tmp_path):
     assert all("condition_number_ratio" in entry["diff"] for entry in local["tensors"].values())
 
 
-def test_watch_on_ray_compares_the_pairs_in_parallel_as_exact_watch_does(tmp_path):
+@pytest.mark.parametrize("exact", [False, True], ids=["summaries", "exact"])
+def test_watch_on_ray_gives_the_local_report(tmp_path, exact):
+    """Each checkpoint summarized in its own task (read once, as locally) and compared here in step
+    order; with --exact each pair of checkpoints is a task."""
     from weightlint.config import Config
     from weightlint.diff.watch import Watch
 
     run = checkpoint_run(tmp_path / "run")
     seen = []
-    local = Watch([str(run)], Config(), exact=True).run()
-    distributed = Watch([str(run)], Config(executor="ray"), on_checkpoint=lambda c, r: seen.append(c.step)).run()
+    local = Watch([str(run)], Config(), exact=exact, spectra=True).run()
+    distributed = Watch([str(run)], Config(executor="ray"), exact=exact, spectra=True,
+                        on_checkpoint=lambda c, r: seen.append(c.step)).run()
     assert seen == [100, 200, 300]  # reports taken in step order, whatever order the tasks finish in
     assert_same(comparable(local), comparable(distributed))
-    assert distributed.steps == local.steps
-    assert any("in parallel on Ray" in note for note in distributed.notes)
+    assert distributed.steps == local.steps and "WL701" in {f.code for f in distributed.findings}
+    assert distributed.notes[0].replace(", in parallel on Ray)", ")") == local.notes[0] != distributed.notes[0]
+    assert distributed.notes[1:] == local.notes[1:]
 
 
 def test_a_large_file_is_split_into_several_tasks_with_the_same_report(tmp_path, monkeypatch):
@@ -266,9 +271,9 @@ def test_sigint_to_the_command_line_exits_2_with_the_report(tmp_path):
 
 
 def test_watch_on_ray_skips_a_checkpoint_deleted_after_it_was_found(tmp_path):
-    """A pair whose checkpoint is gone when its task runs (save_total_limit) is not retried in
-    vain: the task returns the failure, the pair is tried here, and then left out with a note;
-    the rest of the run is reported."""
+    """A checkpoint gone when its task runs (save_total_limit) is not retried in vain: the task
+    returns the failure, the checkpoint is tried here, then left out with a note, and the next one
+    is compared with the last summary."""
     import shutil
 
     from weightlint.config import Config
@@ -276,11 +281,17 @@ def test_watch_on_ray_skips_a_checkpoint_deleted_after_it_was_found(tmp_path):
     from weightlint.execution.ray_executor import TaskFailed, run_session
 
     run = checkpoint_run(tmp_path / "run", steps=(100, 200, 300))
-    shutil.rmtree(run / "checkpoint-200")
-    failed = run_session("diff", ([str(run / "checkpoint-200")], [str(run / "checkpoint-300")]), Config(), None, False)
+    gone = Checkpoint(200, str(run / "checkpoint-200"))
+    shutil.rmtree(gone.path)
+    failed = run_session("summarize", ([gone.path],), Config(), None, False)
     assert isinstance(failed, TaskFailed) and "no such file" in str(failed)
     watch = Watch([str(run)], Config(executor="ray"))
-    gone = Checkpoint(200, str(run / "checkpoint-200"))
-    call = ("diff", ([str(run / "checkpoint-100")], [gone.path]), Config(), None, False)
-    assert watch._compared_here(gone, call, failed) is None
-    assert watch.notes == [f"checkpoint-200: not compared ({failed})"]
+    first = Checkpoint(100, str(run / "checkpoint-100"))
+    watch._take(None, first, run_session("screen", ([first.path],), Config(), None, False), Config())
+    watch._take(first, gone, failed, Config())
+    assert watch.notes == [f"checkpoint-200: the Ray task failed ({failed}); linted on this machine",
+                           f"checkpoint-200: not compared ({gone.path}: no such file or directory)"]
+    last = Checkpoint(300, str(run / "checkpoint-300"))
+    watch._take(gone, last, run_session("summarize", ([last.path],), Config(), None, False), Config())
+    assert [(old.step, new.step) for old, new, _ in watch.compared] == [(200, 300)]
+    assert "WL701" in {f.code for f in watch.compared[0][2].findings}  # against checkpoint-100's summary

@@ -71,7 +71,7 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
                              "BLAS threads are shared out among the jobs)")
     parser.add_argument("--executor", choices=("local", "ray"), default=None,
                         help="where the work runs: local (default) or ray (a Ray cluster: a task per file, per pair "
-                             "of shards for diff, per pair of checkpoints for watch; pip install \"weightlint[ray]\")")
+                             "of shards for diff, per checkpoint for watch; pip install \"weightlint[ray]\")")
     parser.add_argument("--ray-address", metavar="ADDR", default=None,
                         help="the Ray cluster to use (default: $RAY_ADDRESS, else 'local', a cluster on this machine)")
     parser.add_argument("--config", metavar="FILE",

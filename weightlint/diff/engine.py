@@ -74,9 +74,10 @@ class DiffSession(Session):
     """
 
     def __init__(self, old: Sequence[Any] | CheckpointSummary, new: Sequence[Any], config: Config | None = None,
-                 config_file: Any = None, spectra: bool = True) -> None:
+                 config_file: Any = None, spectra: bool = True, known: CheckpointSummary | None = None) -> None:
         super().__init__(list(new), config, config_file=config_file)
         self.spectra = spectra
+        self.known = known  # the new checkpoint's summary, made elsewhere (a Ray task): its tensors are not read again
         self.old_summary = old if isinstance(old, CheckpointSummary) else None
         self.summary: CheckpointSummary | None = None
         if self.old_summary is not None:
@@ -176,12 +177,18 @@ class DiffSession(Session):
         old_of = {new.name: old for old, new in view.comparable if old.name in old_summaries}
         self.summary = CheckpointSummary(list(self.paths), new_records)
         for record in new_records:
-            summary = self._summary_of(record, problems) if record.is_judged else None
+            summary = self._known_or_read(record, problems) if record.is_judged else None
             if summary is None:
                 continue
             self.summary.tensors[record.name] = summary
             if record.name in old_of:
                 yield TensorPair(old_of[record.name], record, compare(old_summaries[record.name], summary))
+
+    def _known_or_read(self, record: TensorRecord, problems: list[Problem]) -> TensorSummary | None:
+        """The tensor's summary from ``known`` when it holds it; else read here (where a tensor the
+        task could not read fails again, as the file's problem)."""
+        known = self.known.tensors.get(record.name) if self.known is not None else None
+        return known if known is not None else self._summary_of(record, problems)
 
     def _summary_of(self, record: TensorRecord, problems: list[Problem]) -> TensorSummary | None:
         """One pass over the tensor in chunks when its source reads them (spectra need it whole,

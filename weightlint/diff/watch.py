@@ -9,6 +9,7 @@ for: its files must stop growing and parse) until the timeout or Ctrl-C.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -149,8 +150,6 @@ class Watch:
 
     def _lint(self, previous: Checkpoint | None, checkpoint: Checkpoint) -> None:
         """The first checkpoint checked and summarized; a later one compared with the one before."""
-        import copy
-
         from weightlint.diff.engine import DiffSession, SummarySession, screening
 
         if previous is not None and self.exact and not os.path.exists(previous.path):
@@ -169,60 +168,79 @@ class Watch:
         self._record(previous, checkpoint, report)
 
     def _lint_on_ray(self, previous: Checkpoint | None, pending: list[Checkpoint], done: list[Checkpoint]) -> None:
-        """Every pending checkpoint at once on Ray: each pair of consecutive checkpoints compared in
-        its own task (both files read: the pairs are independent), the first checkpoint checked
-        and summarized in another. Reports are taken in step order as they come in; Ctrl-C keeps
-        the checkpoints whose reports (and those of every one before) are back."""
-        import copy
+        """Every pending checkpoint at once on Ray, taken in step order as the results come in.
+
+        As locally, each checkpoint is read once: a task summarizes it (the run's first is also
+        checked for broken files and NaN/Inf), and the driver compares each summary with the one
+        before (the WL7xx rules; no tensor read again). With ``exact``, each pair of consecutive
+        checkpoints is a task comparing both files instead. A task that fails is done here, as
+        locally; a checkpoint gone since it was found is left out with a note. Ctrl-C keeps the
+        checkpoints compared so far."""
         from contextlib import closing
 
-        from weightlint.diff.engine import screening
-        from weightlint.execution.ray_executor import TaskFailed, TaskRunner, run_session
+        from weightlint.execution.ray_executor import TaskRunner, run_session
 
         config = copy.deepcopy(self.config)
-        config.executor = "local"  # inside a task, the session runs where it is
-        jobs = []
-        for checkpoint in pending:
-            if previous is not None and not os.path.exists(previous.path):
-                self.notes.append(f"{previous.name} was deleted before {checkpoint.name} was read (on Ray both "
-                                  "files of a pair are read): compared from the next checkpoint on")
-                previous = None
-            jobs.append((previous, checkpoint))
-            previous = checkpoint
-        calls = [(("summary", ([c.path],), screening(config)) if p is None else ("diff", ([p.path], [c.path]), config))
-                 for p, c in jobs]
-        calls = [(kind, arguments, settings, self.config_file, self.spectra) for kind, arguments, settings in calls]
+        config.executor = "local"  # inside a task, and for the comparisons here
+        jobs, calls = self._ray_jobs(previous, pending, config)
         runner = TaskRunner(self.config.ray_address, run_session)
-        reports: dict[int, Any] = {}
+        results: dict[int, Any] = {}
         next_position = 0
         with closing(runner.run(calls, [len(jobs) - index for index in range(len(jobs))])) as finished:
-            for index, report in finished:
-                if isinstance(report, TaskFailed):
-                    report = self._compared_here(jobs[index][1], calls[index], report)
-                reports[index] = report
-                while next_position in reports:
-                    previous, checkpoint = jobs[next_position]
-                    report = reports.pop(next_position)
-                    if report is not None:
-                        self._record(previous, checkpoint, report)
+            for index, result in finished:
+                results[index] = result
+                while next_position in results:
+                    before, checkpoint = jobs[next_position]
+                    self._take(before, checkpoint, results.pop(next_position), config)
                     done.append(checkpoint)
                     next_position += 1
 
-    def _compared_here(self, checkpoint: Checkpoint, call: tuple, failure: Any) -> Report | None:
-        """A pair whose Ray task failed: compared on this machine, as locally; None (and a note) when
-        that fails too (a checkpoint deleted since it was found: the pairs it is part of are skipped)."""
+    def _ray_jobs(self, previous: Checkpoint | None, pending: list[Checkpoint], config: Config) -> tuple[list, list]:
+        """(previous, checkpoint) per pending checkpoint, and the task call for each."""
+        from weightlint.diff.engine import screening
+
+        jobs, calls = [], []
+        for checkpoint in pending:
+            if self.exact and previous is not None and not os.path.exists(previous.path):
+                self.notes.append(f"{previous.name} was deleted before {checkpoint.name} was read (--exact needs "
+                                  "both files): compared from the next checkpoint on")
+                previous = None
+            if previous is None:
+                call = ("screen", ([checkpoint.path],), screening(config))
+            elif self.exact:
+                call = ("diff", ([previous.path], [checkpoint.path]), config)
+            else:
+                call = ("summarize", ([checkpoint.path],), config)
+            jobs.append((previous, checkpoint))
+            calls.append((*call, self.config_file, self.spectra))
+            previous = checkpoint
+        return jobs, calls
+
+    def _take(self, previous: Checkpoint | None, checkpoint: Checkpoint, result: Any, config: Config) -> None:
+        """One task's result, in step order: a report to record, or a summary to compare with the last."""
+        from weightlint.diff.engine import DiffSession
+        from weightlint.diff.summary import CheckpointSummary
         from weightlint.execution.errors import UsageError
-        from weightlint.execution.ray_executor import TaskFailed, run_session
+        from weightlint.execution.ray_executor import TaskFailed
 
         try:
-            report = run_session(*call)
+            if isinstance(result, TaskFailed):
+                self.notes.append(f"{checkpoint.name}: the Ray task failed ({result}); linted on this machine")
+                comparable = previous is not None and (self.exact or self.summary is not None)
+                self._lint(previous if comparable else None, checkpoint)
+            elif isinstance(result, tuple):  # screened: (report, summary)
+                self.summary = result[1]
+                self._record(None, checkpoint, result[0])
+            elif isinstance(result, CheckpointSummary):  # compared here with the summary before
+                session = DiffSession(self.summary, [checkpoint.path], copy.deepcopy(config),
+                                      config_file=self.config_file, spectra=self.spectra, known=result)
+                report = session.run()
+                self.summary = session.summary
+                self._record(previous, checkpoint, report)
+            else:  # an exact pair's report
+                self._record(previous, checkpoint, result)
         except (UsageError, OSError) as error:
-            report = TaskFailed(str(error))
-        if isinstance(report, TaskFailed):
-            self.notes.append(f"{checkpoint.name}: not compared ({report})")
-            return None
-        self.notes.append(f"{checkpoint.name}: the Ray task failed ({failure}); compared on this machine")
-        return report
+            self.notes.append(f"{checkpoint.name}: not compared ({error})")
 
     def _record(self, previous: Checkpoint | None, checkpoint: Checkpoint, report: Report) -> None:
         if previous is None:
@@ -240,8 +258,9 @@ class Watch:
                         rules=last.rules, config=last.config, device="cpu", seconds=seconds, mode="diff",
                         compared={"old": [checkpoints[0].path], "new": [checkpoints[-1].path]})
         report.steps = self._steps()
-        reading = ("in parallel on Ray, both files of each pair read" if self.config.executor == "ray"
-                   else "both files of each pair read" if self.exact else "each read once")
+        reading = "both files of each pair read" if self.exact else "each read once"
+        if self.config.executor == "ray":
+            reading += ", in parallel on Ray"
         report.notes = [f"compared {len(self.compared)} pairs of consecutive checkpoints ({reading}), steps "
                         f"{', '.join(str(c.step) for c in checkpoints)}", *self.notes, *self._first_alarms(),
                         *self._trend()]

@@ -227,14 +227,25 @@ def _records_in(path: str, shown: str, problems: list[Any]) -> dict[str, TensorR
 
 
 def run_session(kind: str, arguments: tuple, config: Any, config_file: Any, spectra: bool) -> Any:
-    """On a worker: one whole session of ``watch`` (``summary``: a first checkpoint checked and
-    summarized; ``diff``: a pair of checkpoints compared), its report returned. A checkpoint gone
-    since it was found is a :class:`TaskFailed` (retrying would not bring it back)."""
+    """On a worker: one session of ``watch``, its result returned; a checkpoint gone since it was
+    found is a :class:`TaskFailed` (retrying would not bring it back).
+
+    - ``screen``: a first checkpoint checked (broken files, NaN/Inf) and summarized: (report, summary);
+    - ``summarize``: a later checkpoint read once into its summary (what ``watch`` keeps of it);
+    - ``diff``: a pair of checkpoints compared exactly (``--exact``): the report.
+    """
     from weightlint.diff.engine import DiffSession, SummarySession
+    from weightlint.diff.summary import CheckpointSummary
 
     try:
-        if kind == "summary":
-            return SummarySession(list(arguments[0]), config, config_file=config_file, spectra=spectra).run()
+        if kind == "screen":
+            session = SummarySession(list(arguments[0]), config, config_file=config_file, spectra=spectra)
+            return session.run(), session.summary
+        if kind == "summarize":
+            session = DiffSession(CheckpointSummary([]), list(arguments[0]), config, config_file=config_file,
+                                  spectra=spectra)
+            session.run()
+            return session.summary
         return DiffSession(list(arguments[0]), list(arguments[1]), config, config_file=config_file,
                            spectra=spectra).run()
     except UsageError as error:
