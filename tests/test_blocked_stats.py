@@ -287,3 +287,26 @@ def test_a_giant_pair_with_one_side_in_a_pickle_keeps_its_spectra(tmp_path, monk
     changed = diff(str(tmp_path / "old.safetensors"), str(tmp_path / "new.pt")).tensors["w.weight"]["diff"]
     assert "condition_number_ratio" in changed
     assert changed == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("store", ["bf16", "float32", "float64"])
+def test_a_large_tensor_goes_to_a_device_chunk_by_chunk(tmp_path, monkeypatch, store):
+    """On a GPU a large tensor is copied over in chunks (host memory: one chunk); the copy equals
+    the whole load. Run here on the CPU device with PyTorch, in CUDA by tests/test_cuda.py."""
+    import torch
+
+    from weightlint.stats import tensor as tensor_stats
+
+    monkeypatch.setattr(tensor_stats, "DEVICE_STREAM_CHUNK", 1000)  # chunks that split rows
+    path = tmp_path / "m.safetensors"
+    values = trained_like(np.random.default_rng(11), 300, 70)
+    if store == "bf16":
+        write_bf16(path, "w.weight", values)
+    else:
+        save_file({"w.weight": values.astype(store)}, str(path))
+    record = record_of(path)
+    streamed = tensor_stats.stream_to_device(record, "cpu")
+    expected = TensorStats.load_values(record, "cpu")
+    assert streamed.dtype == (torch.float64 if store == "float64" else torch.float32)
+    assert tuple(streamed.shape) == (300, 70)
+    np.testing.assert_array_equal(streamed.numpy(), expected)

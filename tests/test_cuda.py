@@ -51,3 +51,18 @@ def test_values_never_go_below_float32_on_the_gpu(tmp_path):
         values = TensorStats.load_values(record, "cuda")
         assert values.dtype == torch.float32
         np.testing.assert_array_equal(values.cpu().numpy(), TensorStats.load_values(record, "cpu"))
+
+
+def test_a_large_tensor_is_streamed_to_the_gpu_with_the_same_statistics(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from weightlint.stats import tensor as tensor_stats
+
+    monkeypatch.setattr(tensor_stats, "DEVICE_STREAM_VALUES", 1 << 10)
+    monkeypatch.setattr(tensor_stats, "DEVICE_STREAM_CHUNK", 1 << 12)
+    save_file({"w.weight": torch.randn(512, 96).bfloat16()}, str(tmp_path / "m.safetensors"))
+    on_gpu = weightlint.check(tmp_path / "m.safetensors", device="cuda").tensors["w.weight"]
+    on_cpu = weightlint.check(tmp_path / "m.safetensors", device="cpu").tensors["w.weight"]
+    assert on_gpu["norms"]["max_abs"] == on_cpu["norms"]["max_abs"]
+    assert on_gpu["norms"]["l2"] == pytest.approx(on_cpu["norms"]["l2"], rel=1e-5)
+    assert on_gpu["spectral"]["sv_max"] == pytest.approx(on_cpu["spectral"]["sv_max"], rel=1e-4)

@@ -36,6 +36,9 @@ FP16_ZERO_AT_OR_BELOW = 2.0**-25
 FP16_SMALLEST_NORMAL = 2.0**-14
 FINGERPRINT_SAMPLE = 1 << 16
 COMPARE_CHUNK_VALUES = 1 << 22  # values per piece when two tensors are compared chunk by chunk
+# A tensor of more values goes to a GPU chunk by chunk (host memory: a chunk, not the tensor).
+DEVICE_STREAM_VALUES = 1 << 24
+DEVICE_STREAM_CHUNK = 1 << 22
 
 
 def same_data(first: TensorRecord, second: TensorRecord) -> bool:
@@ -50,6 +53,23 @@ def same_data(first: TensorRecord, second: TensorRecord) -> bool:
     a = np.ascontiguousarray(TensorStats.load_values(first)).reshape(-1)
     b = np.ascontiguousarray(TensorStats.load_values(second)).reshape(-1)
     return a.dtype == b.dtype and bool(np.array_equal(a.view(np.uint8), b.view(np.uint8)))
+
+
+def stream_to_device(record: TensorRecord, device: str) -> Any:
+    """A large tensor copied to the device chunk by chunk into one float32 (float64 kept) tensor
+    there: host memory holds a chunk, never the tensor (the device holds it whole, as its
+    statistics need)."""
+    import torch
+
+    dtype = torch.float64 if record.dtype.name == "float64" else torch.float32
+    target = torch.empty(record.numel, dtype=dtype, device=device)
+    done = 0
+    for chunk in record.chunks(DEVICE_STREAM_CHUNK):
+        target[done:done + chunk.size].copy_(torch.from_numpy(np.ascontiguousarray(chunk)))
+        done += chunk.size
+    if done != record.numel:
+        raise EOFError(f"read {done} of {record.numel} values")
+    return target.reshape(record.shape)
 
 
 def _index(flat_index: int, shape: tuple[int, ...]) -> list[int]:
@@ -76,6 +96,8 @@ class TensorStats:
     @staticmethod
     def load_values(record: TensorRecord, device: str = "cpu") -> Any:
         """The record's data as float32 (float64 kept): NumPy for the CPU, torch for a GPU."""
+        if str(device).startswith("cuda") and record.chunks is not None and record.numel > DEVICE_STREAM_VALUES:
+            return stream_to_device(record, device)
         raw = record.load()
         if str(device).startswith("cuda"):
             import torch
