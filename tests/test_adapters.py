@@ -102,6 +102,14 @@ def test_dora_magnitudes_are_judged_against_the_base(tmp_path):
     assert "DoRA magnitudes rescale rows" in report.findings[0].message
 
 
+def trained_looking_b(model, std: float) -> None:
+    """Every lora_B drawn from N(0, std²): PEFT starts B at zero, a trained adapter's is not."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, std)
+
+
 def test_fan_in_fan_out_gpt2_against_its_base(tmp_path):
     """GPT-2's Conv1D stores weights in × out: PEFT's fan_in_fan_out, honoured against the base."""
     torch.manual_seed(0)
@@ -110,10 +118,7 @@ def test_fan_in_fan_out_gpt2_against_its_base(tmp_path):
     base.save_pretrained(tmp_path / "base")
     model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"],
                                                       fan_in_fan_out=True))
-    with torch.no_grad():  # a trained-looking B (PEFT starts it at zero)
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.02)
+    trained_looking_b(model, 0.02)
     model.save_pretrained(tmp_path / "adapter")
     report = weightlint.check(str(tmp_path / "adapter"), base_model=str(tmp_path / "base"))
     assert found(report) == set()
@@ -222,10 +227,7 @@ def test_conv2d_lora_pairs_are_read_as_matrices(tmp_path):
     save_file({"conv.weight": base.conv.weight.detach() * 5, "conv.bias": base.conv.bias.detach()},
               str(tmp_path / "base.safetensors"))
     model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["conv"]))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.01)
+    trained_looking_b(model, 0.01)
     model.save_pretrained(tmp_path / "adapter")
     report = weightlint.check(str(tmp_path / "adapter"), base_model=str(tmp_path / "base.safetensors"))
     assert found(report) == set()
